@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * XDP entry of the load balancer. The work lives in the headers, one
+ * concern each; this file only strings the steps together:
+ * parse -> VIP lookup -> pick a real -> count -> encapsulate -> XDP_TX.
+ */
+#include "lb_common.h"
+#include "lb_encap.h"
+#include "lb_icmp.h"
+#include "lb_parse.h"
+#include "lb_select.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+INLINE __u32 active_gen(void)
+{
+	__u32 zero = 0, *gen = bpf_map_lookup_elem(&lb_gen, &zero);
+
+	return gen ? (*gen & 1) : 0;
+}
+
+INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
+{
+	struct addr_key k = { .gen = gen };
+
+	__builtin_memcpy(k.addr, p->flow.dst, sizeof(k.addr));
+	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
+}
+
+/*
+ * A dport-hash VIP hashes on the destination port alone. As in Katran the
+ * flow key changes only on the way to the ring (so the outer source of a
+ * frame routed by a server id still names the client), and the result is not
+ * stored: every packet of such a VIP is hashed, the ring alone decides.
+ */
+INLINE void dport_hash_key(struct pkt *p)
+{
+	p->flow.sport = p->flow.dport;
+	__builtin_memset(p->flow.src, 0, sizeof(p->flow.src));
+}
+
+INLINE void count_miss(const struct pkt *p, int syn)
+{
+	if (p->flow.proto == IPPROTO_UDP)
+		count(STAT_CONN_MISS_UDP);
+	else
+		count(syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
+}
+
+/* A connection-table entry naming a real that left every VIP is stale; so
+ * is one naming a real marked down when the VIP migrates UDP flows. */
+INLINE int stale_real(__u32 idx, int migrate)
+{
+	struct real_def *r = bpf_map_lookup_elem(&reals, &idx);
+
+	if (!r || (r->flags & REAL_REMOVED))
+		return 1;
+	if (migrate && (r->flags & REAL_DOWN)) {
+		count(STAT_UDP_FLOW_MIGRATED);
+		return 1;
+	}
+	return 0;
+}
+
+/* Real for a VIP flow, or 0 when the VIP has none. */
+INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
+			 const struct lb_ctl *ctl)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	int tcp = p->flow.proto == IPPROTO_TCP;
+	int syn = tcp && (p->tcp_flags & TCPF_SYN_BIT);
+	void *table = (vip->flags & VIP_NO_CONN_TABLE) ? NULL : conn_table();
+	__u32 real = 0;
+
+	if ((vip->flags & VIP_QUIC) && !tcp) {
+		__u32 id = quic_server_id(data, data_end, p);
+
+		real = server_id_real(id);
+		count(real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
+	} else if (tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID)) {
+		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind));
+		count(real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
+	}
+	if (real) {
+		if (table)
+			conn_store(table, p, real, ctl);
+		return real;
+	}
+
+	if (table && !syn) {
+		real = conn_lookup(table, p, ctl);
+		if (real && stale_real(real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION)))
+			real = 0;
+		if (real) {
+			count(STAT_CONN_HIT);
+			return real;
+		}
+	}
+
+	count_miss(p, syn);
+	if (vip->flags & VIP_DPORT_HASH) {
+		dport_hash_key(p);
+		return ring_pick(p, vip);
+	}
+	real = ring_pick(p, vip);
+	/* a reset ends the flow: nothing to remember */
+	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
+		conn_store(table, p, real, ctl);
+	return real;
+}
+
+INLINE int process(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	enum parsed what = PARSED_OTHER;
+	struct pkt p = {};
+	struct vip_key vk = {};
+	struct vip_meta *found, vip;
+	struct lb_ctl *ctl;
+	struct real_def *rp, real;
+	__u32 gen;
+	int v;
+
+	if ((void *)(eth + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		v = parse_ipv4(data, data_end, &p, &what);
+	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		v = parse_ipv6(data, data_end, &p, &what);
+	else
+		return XDP_PASS;
+	if (v != NO_VERDICT)
+		return v;
+	if (what == PARSED_OTHER)
+		return XDP_PASS;
+
+	gen = active_gen();
+	if (what == PARSED_ECHO) {
+		if (!is_vip_addr(&p, gen))
+			return XDP_PASS;
+		return p.v6 ? echo_reply6(data, data_end) : echo_reply4(data, data_end);
+	}
+
+	__builtin_memcpy(vk.addr, p.flow.dst, sizeof(vk.addr));
+	vk.port = p.flow.dport;
+	vk.proto = p.flow.proto;
+	vk.gen = gen;
+	found = bpf_map_lookup_elem(&vips, &vk);
+	if (!found) {
+		vk.port = 0;
+		found = bpf_map_lookup_elem(&vips, &vk);
+		if (!found)
+			return XDP_PASS;
+		if (!(found->flags & VIP_DPORT_HASH))
+			p.flow.dport = 0;
+	}
+	vip = *found;
+
+	ctl = bpf_map_lookup_elem(&lb_ctl, &gen);
+	if (!ctl)
+		return drop(STAT_DROP_NO_CTL);
+	if (ctl->max_frame_len && data_end - data > ctl->max_frame_len)
+		return drop(STAT_DROP_TOO_BIG);
+
+	p.orig_sport = p.flow.sport;
+	if (vip.flags & VIP_NO_SRC_PORT)
+		p.flow.sport = 0;
+	p.real = select_real(ctx, &p, &vip, ctl);
+	if (!p.real)
+		return drop(STAT_DROP_NO_REAL);
+	rp = bpf_map_lookup_elem(&reals, &p.real);
+	if (!rp)
+		return drop(STAT_DROP_NO_REAL);
+	real = *rp;
+
+	count_traffic(&vip_stats, vip.vip_num, p.ip_bytes);
+	count_traffic(&real_stats, p.real, p.ip_bytes);
+	return encap(ctx, &p, &real, ctl);
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx)
+{
+	int action = process(ctx);
+
+	count(action == XDP_TX ? STAT_XDP_TX : action == XDP_PASS ? STAT_XDP_PASS : STAT_XDP_DROP);
+	return action;
+}
+
+/* A program that only passes: the floor the benchmark compares against. */
+SEC("xdp")
+int pass_floor(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}

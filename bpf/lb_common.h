@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Load-time settings, the packet description, and small shared helpers. */
+#ifndef LB_COMMON_H
+#define LB_COMMON_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lb_types.h"
+#include "lb_maps.h"
+
+#define INLINE static __always_inline
+
+/* Set by the loader before load (read-only afterwards). */
+const volatile __u32 ring_size = 65537;
+const volatile struct lb_abi lb_abi_types;
+
+#define DEFAULT_TTL 64
+#define NO_VERDICT -1 /* keep processing */
+
+/* Everything later stages need to know about one packet. */
+struct pkt {
+	struct flow_key flow; /* as hashed and as stored in connection tables */
+	__u16 orig_sport;     /* source port before hashing flags changed it */
+	__u16 ip_bytes;       /* IPv4 total length, or IPv6 payload length */
+	__u32 real;           /* chosen real index; 0 = none yet */
+	__u8 tos;
+	__u8 v6;              /* the (outer) packet is IPv6 */
+	__u8 icmp;            /* the flow was taken from a quoted ICMP error */
+	__u8 tcp_flags;       /* byte 13 of the TCP header, 0 for UDP */
+	__u16 l4_off;         /* frame offset of the (quoted) transport header */
+};
+
+#define TCPF_RST_BIT 0x04
+#define TCPF_SYN_BIT 0x02
+
+INLINE void count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+INLINE void count_traffic(void *map, __u32 idx, __u16 bytes)
+{
+	struct traffic_counter *c = bpf_map_lookup_elem(map, &idx);
+
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
+	}
+}
+
+INLINE int drop(__u32 reason)
+{
+	count(reason);
+	return XDP_DROP;
+}
+
+#endif /* LB_COMMON_H */

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Encapsulation toward a real: IP-in-IP (IPv4 or IPv6 outer, either inner)
+ * or GUE (UDP, direct IP payload). Frames are byte-identical to Katran's:
+ * outer sources derived from the client address and port (so the real's NIC
+ * spreads flows over its queues), TTL 64, id 0, the inner TOS.
+ */
+#ifndef LB_ENCAP_H
+#define LB_ENCAP_H
+
+#include "lb_csum.h"
+#include "lb_parse.h"
+
+/* The last four bytes of the client address (its whole IPv4 address). */
+INLINE __be32 client_tail(const struct pkt *p)
+{
+	return p->v6 ? p->flow.src[3] : p->flow.src[0];
+}
+
+/* IP-in-IPv4 outer source: prefix.(c2 ^ port_lo).(c3 ^ port_hi). */
+INLINE __be32 ipip_src_v4(const struct pkt *p, const struct lb_ctl *ctl)
+{
+	__be32 c = client_tail(p), out = ctl->src_v4_prefix;
+	__u8 *cb = (__u8 *)&c, *ob = (__u8 *)&out, *port = (__u8 *)&p->orig_sport;
+
+	ob[2] = cb[2] ^ port[1];
+	ob[3] = cb[3] ^ port[0];
+	return out;
+}
+
+/* IP-in-IPv6 outer source: prefix, then (c0 ^ port_hi, c1 ^ port_lo, c2, c3). */
+INLINE void ipip_src_v6(const struct pkt *p, const struct lb_ctl *ctl, __be32 out[4])
+{
+	__be32 c = client_tail(p);
+	__u8 *cb = (__u8 *)&c, *port = (__u8 *)&p->orig_sport;
+
+	out[0] = ctl->src_v6_prefix[0];
+	out[1] = ctl->src_v6_prefix[1];
+	out[2] = ctl->src_v6_prefix[2];
+	cb[0] ^= port[0];
+	cb[1] ^= port[1];
+	out[3] = c;
+}
+
+/* GUE source port, as Katran derives it for each outer family. */
+INLINE __be16 gue_sport(const struct pkt *p, int outer_v6)
+{
+	__be32 c = client_tail(p);
+	__u8 *cb = (__u8 *)&c, *port = (__u8 *)&p->orig_sport;
+	__be16 out;
+	__u8 *o = (__u8 *)&out;
+
+	if (outer_v6 && p->v6) {
+		o[0] = cb[0] ^ port[0];
+		o[1] = cb[1] ^ port[1];
+	} else if (outer_v6) {
+		o[0] = cb[2] ^ port[0];
+		o[1] = cb[3] ^ port[1];
+	} else {
+		o[0] = cb[2] ^ port[1];
+		o[1] = cb[3] ^ port[0];
+	}
+	return out;
+}
+
+INLINE __u64 sum16(const void *buf, int words)
+{
+	const __u16 *w = buf;
+	__u64 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < words; i++)
+		sum += w[i];
+	return sum;
+}
+
+INLINE __u64 sub16(const void *buf, int words)
+{
+	const __u16 *w = buf;
+	__u64 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < words; i++)
+		sum += (__u16)~w[i];
+	return sum;
+}
+
+/*
+ * GUE UDP checksum, computed as Katran does without reading the payload:
+ * a valid inner TCP/UDP segment sums to the negated inner pseudo header, so
+ * the outer sum is outer pseudo header + UDP header + inner IP header minus
+ * the inner pseudo header. (For a quoted ICMP error this is not the true sum;
+ * Katran sends the same value, and receivers accept UDP checksums on GUE.)
+ */
+INLINE __u16 gue_csum(void *outer_ip, int outer_v6, struct udphdr *uh, void *inner, int inner_v6)
+{
+	__u64 sum = 0xffff;
+
+	if (inner_v6) {
+		struct ipv6hdr *ip6 = inner;
+
+		sum += sub16(&ip6->saddr, 16);
+		sum += (__u16)~ip6->payload_len;
+		sum += (__u16)~bpf_htons(ip6->nexthdr);
+		sum += sum16(ip6, IP6_LEN / 2);
+	} else {
+		struct iphdr *ip = inner;
+
+		sum += sub16(&ip->saddr, 4);
+		sum += (__u16)~bpf_htons(bpf_ntohs(ip->tot_len) - IP4_LEN);
+		sum += (__u16)~bpf_htons(ip->protocol);
+		sum += sum16(ip, IP4_LEN / 2);
+	}
+	sum += sum16(uh, sizeof(*uh) / 2);
+	if (outer_v6) {
+		struct ipv6hdr *ip6 = outer_ip;
+
+		sum += sum16(&ip6->saddr, 16);
+		sum += ip6->payload_len;
+		sum += bpf_htons(ip6->nexthdr);
+	} else {
+		struct iphdr *ip = outer_ip;
+
+		sum += sum16(&ip->saddr, 4);
+		sum += bpf_htons(bpf_ntohs(ip->tot_len) - IP4_LEN);
+		sum += bpf_htons(ip->protocol);
+	}
+	return csum_fold(sum);
+}
+
+INLINE void fill_ipv4(struct iphdr *ip, const struct pkt *p, __be32 src, __be32 dst, __u16 payload, __u8 proto)
+{
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = p->tos;
+	ip->tot_len = bpf_htons(payload + IP4_LEN);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = DEFAULT_TTL;
+	ip->protocol = proto;
+	ip->saddr = src;
+	ip->daddr = dst;
+	ip->check = 0;
+	ip->check = ipv4_hdr_csum(ip);
+}
+
+INLINE void fill_ipv6(struct ipv6hdr *ip6, const struct pkt *p, const __be32 *src, const __be32 *dst,
+		      __u16 payload, __u8 proto)
+{
+	ip6->version = 6;
+	ip6->priority = p->tos >> 4;
+	ip6->flow_lbl[0] = (p->tos & 0x0f) << 4;
+	ip6->flow_lbl[1] = 0;
+	ip6->flow_lbl[2] = 0;
+	ip6->payload_len = bpf_htons(payload);
+	ip6->nexthdr = proto;
+	ip6->hop_limit = DEFAULT_TTL;
+	__builtin_memcpy(&ip6->saddr, src, 16);
+	__builtin_memcpy(&ip6->daddr, dst, 16);
+}
+
+INLINE void fill_udp(struct udphdr *uh, const struct pkt *p, const struct lb_ctl *ctl, __u16 inner_len,
+		     int outer_v6)
+{
+	uh->source = gue_sport(p, outer_v6);
+	uh->dest = ctl->gue_port;
+	uh->len = bpf_htons(inner_len + sizeof(*uh));
+	uh->check = 0;
+}
+
+/* Sets the GUE checksum once the inner IP header is known to be there. */
+INLINE int gue_checksum(void *outer_ip, int outer_v6, struct udphdr *uh, const struct pkt *p,
+			void *data_end)
+{
+	void *inner = (void *)(uh + 1);
+
+	if (p->v6) {
+		if (inner + IP6_LEN > data_end)
+			return drop(STAT_DROP_ENCAP);
+		uh->check = gue_csum(outer_ip, outer_v6, uh, inner, 1);
+	} else {
+		if (inner + IP4_LEN > data_end)
+			return drop(STAT_DROP_ENCAP);
+		uh->check = gue_csum(outer_ip, outer_v6, uh, inner, 0);
+	}
+	return XDP_TX;
+}
+
+/* Grow the frame by `room` bytes at the front and write the new Ethernet
+ * header; returns the new data pointer or NULL. */
+INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 eth_proto)
+{
+	void *data, *data_end;
+	struct ethhdr *eth, *old;
+
+	if (bpf_xdp_adjust_head(ctx, -room))
+		return NULL;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	old = data + room;
+	if ((void *)(eth + 1) > data_end || (void *)(old + 1) > data_end)
+		return NULL;
+	__builtin_memcpy(eth->h_source, old->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, ctl->gw_mac, ETH_ALEN);
+	eth->h_proto = bpf_htons(eth_proto);
+	return data;
+}
+
+INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def *real, const struct lb_ctl *ctl)
+{
+	int outer_v6 = real->flags & REAL_V6;
+	int gue = ctl->features & FEAT_GUE;
+	__u16 inner_len = p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
+	__u8 inner_proto = p->v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+	int room = (outer_v6 ? IP6_LEN : IP4_LEN) + (gue ? sizeof(struct udphdr) : 0);
+	void *data, *data_end;
+
+	data = grow(ctx, room, ctl, outer_v6 ? ETH_P_IPV6 : ETH_P_IP);
+	if (!data)
+		return drop(STAT_DROP_ENCAP);
+	data_end = (void *)(long)ctx->data_end;
+
+	if (outer_v6) {
+		struct ipv6hdr *ip6 = data + ETH_LEN;
+		__be32 src[4];
+
+		if ((void *)(ip6 + 1) > data_end)
+			return drop(STAT_DROP_ENCAP);
+		if (!gue) {
+			ipip_src_v6(p, ctl, src);
+			fill_ipv6(ip6, p, src, real->addr, inner_len, inner_proto);
+			return XDP_TX;
+		}
+		struct udphdr *uh = (void *)(ip6 + 1);
+
+		if ((void *)(uh + 1) > data_end)
+			return drop(STAT_DROP_ENCAP);
+		fill_ipv6(ip6, p, ctl->gue_src_v6, real->addr, inner_len + sizeof(*uh), IPPROTO_UDP);
+		fill_udp(uh, p, ctl, inner_len, 1);
+		return gue_checksum(ip6, 1, uh, p, data_end);
+	}
+
+	struct iphdr *ip = data + ETH_LEN;
+
+	if ((void *)(ip + 1) > data_end)
+		return drop(STAT_DROP_ENCAP);
+	if (!gue) {
+		fill_ipv4(ip, p, ipip_src_v4(p, ctl), real->addr[0], inner_len, inner_proto);
+		return XDP_TX;
+	}
+	struct udphdr *uh = (void *)(ip + 1);
+
+	if ((void *)(uh + 1) > data_end)
+		return drop(STAT_DROP_ENCAP);
+	fill_ipv4(ip, p, ctl->gue_src_v4, real->addr[0], inner_len + sizeof(*uh), IPPROTO_UDP);
+	fill_udp(uh, p, ctl, inner_len, 0);
+	return gue_checksum(ip, 0, uh, p, data_end);
+}
+
+#endif /* LB_ENCAP_H */

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The flow hash: Bob Jenkins' lookup3 in the Linux kernel's jhash variant,
+ * with the seeds Katran uses, so a flow picks the same ring slot here and
+ * in Katran. `src/hash.rs` computes the same values in user space.
+ */
+#ifndef LB_HASH_H
+#define LB_HASH_H
+
+#include "lb_common.h"
+
+#define JHASH_INITVAL 0xdeadbeef
+#define FLOW_SEED_V6 512u            /* first pass over an IPv6 source */
+#define FLOW_SEED (512u * 65537u)    /* final mix with the ports */
+
+INLINE __u32 rol32(__u32 w, int s)
+{
+	return (w << s) | (w >> (32 - s));
+}
+
+#define JHASH_MIX(a, b, c)                        \
+	do {                                      \
+		a -= c; a ^= rol32(c, 4);  c += b; \
+		b -= a; b ^= rol32(a, 6);  a += c; \
+		c -= b; c ^= rol32(b, 8);  b += a; \
+		a -= c; a ^= rol32(c, 16); c += b; \
+		b -= a; b ^= rol32(a, 19); a += c; \
+		c -= b; c ^= rol32(b, 4);  b += a; \
+	} while (0)
+
+#define JHASH_FINAL(a, b, c)                 \
+	do {                                 \
+		c ^= b; c -= rol32(b, 14);   \
+		a ^= c; a -= rol32(c, 11);   \
+		b ^= a; b -= rol32(a, 25);   \
+		c ^= b; c -= rol32(b, 16);   \
+		a ^= c; a -= rol32(c, 4);    \
+		b ^= a; b -= rol32(a, 14);   \
+		c ^= b; c -= rol32(b, 24);   \
+	} while (0)
+
+/* jhash over exactly four 32-bit words (an IPv6 address). */
+INLINE __u32 jhash_16(const __u32 *k, __u32 seed)
+{
+	__u32 a, b, c;
+
+	a = b = c = JHASH_INITVAL + 16 + seed;
+	a += k[0];
+	b += k[1];
+	c += k[2];
+	JHASH_MIX(a, b, c);
+	a += k[3];
+	JHASH_FINAL(a, b, c);
+	return c;
+}
+
+INLINE __u32 jhash_2words(__u32 a, __u32 b, __u32 seed)
+{
+	__u32 c = 0;
+
+	seed += JHASH_INITVAL + (2 << 2);
+	a += seed;
+	b += seed;
+	c += seed;
+	JHASH_FINAL(a, b, c);
+	return c;
+}
+
+/* Words are the packet's bytes read as little-endian integers, as Katran
+ * reads them on x86. */
+INLINE __u32 flow_hash(const struct flow_key *f, int v6)
+{
+	__u32 ports = (__u32)f->sport | ((__u32)f->dport << 16);
+	__u32 src = v6 ? jhash_16(f->src, FLOW_SEED_V6) : f->src[0];
+
+	return jhash_2words(src, ports, FLOW_SEED);
+}
+
+#endif /* LB_HASH_H */

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Header parsing: Ethernet -> IPv4/IPv6 -> (quoted ICMP) -> TCP/UDP.
+ *
+ * Every header has a fixed position here: IPv4 options and fragments are
+ * dropped, IPv6 extension headers other than the fragment header (dropped)
+ * are not parsed (such packets are not VIP traffic we understand and go to
+ * the kernel). The result is a `struct pkt` describing the flow.
+ */
+#ifndef LB_PARSE_H
+#define LB_PARSE_H
+
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include "lb_common.h"
+
+#define ETH_LEN sizeof(struct ethhdr)
+#define IP4_LEN sizeof(struct iphdr)
+#define IP6_LEN sizeof(struct ipv6hdr)
+#define ICMP_LEN 8 /* ICMP and ICMPv6 error headers */
+#define IP4_FRAG_MASK 0x3fff /* MF flag and fragment offset, host order */
+
+/* ICMP and ICMPv6 share this layout for the messages handled here (the
+ * kernel's linux/icmp.h pulls in libc socket headers, so not used). */
+struct icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 rest; /* echo id/sequence, or unused/MTU in errors */
+};
+
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+#define ICMP_ECHO 8
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+
+/* Outcome of parsing when it does not end in a verdict of its own. */
+enum parsed {
+	PARSED_FLOW,    /* a TCP/UDP flow (maybe from a quoted ICMP error) */
+	PARSED_ECHO,    /* an ICMP(v6) echo request */
+	PARSED_OTHER,   /* not ours: pass to the kernel */
+};
+
+INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
+{
+	return (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
+}
+
+/* Transport ports (and TCP flags) at `off`. A quoted header (from an ICMP
+ * error) describes the reverse direction, so its ports are swapped; it may
+ * be as short as the 8 bytes ICMP is required to quote. */
+INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
+{
+	struct udphdr *uh = data + off;
+	__u16 need;
+
+	if (p->flow.proto == IPPROTO_TCP)
+		need = p->icmp ? 8 : sizeof(struct tcphdr);
+	else if (p->flow.proto == IPPROTO_UDP)
+		need = sizeof(struct udphdr);
+	else
+		return XDP_PASS;
+
+	if (off > 200 || data + off + need > data_end)
+		return drop(STAT_DROP_MALFORMED);
+
+	/* TCP and UDP both start with source and destination port. */
+	if (p->icmp) {
+		p->flow.sport = uh->dest;
+		p->flow.dport = uh->source;
+	} else {
+		p->flow.sport = uh->source;
+		p->flow.dport = uh->dest;
+	}
+	if (p->flow.proto == IPPROTO_TCP) {
+		__u8 *flags = data + off + 13;
+
+		if ((void *)(flags + 1) <= data_end)
+			p->tcp_flags = *flags;
+	}
+	p->l4_off = off;
+	return NO_VERDICT;
+}
+
+/* IPv4 ICMP: echo requests are answered by the caller; destination
+ * unreachable (fragmentation needed among them) is forwarded to the real
+ * owning the quoted flow; the rest goes to the kernel. */
+INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *what)
+{
+	struct icmp_hdr *icmp = data + ETH_LEN + IP4_LEN;
+	struct iphdr *inner = data + ETH_LEN + IP4_LEN + ICMP_LEN;
+
+	if ((void *)(icmp + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	if (icmp->type == ICMP_ECHO) {
+		*what = PARSED_ECHO;
+		return NO_VERDICT;
+	}
+	if (icmp->type != ICMP_DEST_UNREACH) {
+		*what = PARSED_OTHER;
+		return NO_VERDICT;
+	}
+	if ((void *)(inner + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	if (inner->ihl != 5)
+		return drop(STAT_DROP_IPV4_OPTIONS);
+	if (icmp->code == ICMP_FRAG_NEEDED)
+		count(STAT_ICMP_TOO_BIG_V4);
+	p->icmp = 1;
+	p->flow.proto = inner->protocol;
+	p->flow.src[0] = inner->daddr;
+	p->flow.dst[0] = inner->saddr;
+	*what = PARSED_FLOW;
+	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN);
+}
+
+INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *what)
+{
+	struct icmp_hdr *icmp = data + ETH_LEN + IP6_LEN;
+	struct ipv6hdr *inner = data + ETH_LEN + IP6_LEN + ICMP_LEN;
+
+	if ((void *)(icmp + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	if (icmp->type == ICMPV6_ECHO_REQUEST) {
+		*what = PARSED_ECHO;
+		return NO_VERDICT;
+	}
+	if (icmp->type != ICMPV6_PKT_TOOBIG && icmp->type != ICMPV6_DEST_UNREACH) {
+		*what = PARSED_OTHER;
+		return NO_VERDICT;
+	}
+	if ((void *)(inner + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	if (icmp->type == ICMPV6_PKT_TOOBIG)
+		count(STAT_ICMP_TOO_BIG_V6);
+	p->icmp = 1;
+	p->flow.proto = inner->nexthdr;
+	__builtin_memcpy(p->flow.src, &inner->daddr, 16);
+	__builtin_memcpy(p->flow.dst, &inner->saddr, 16);
+	*what = PARSED_FLOW;
+	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN);
+}
+
+INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *what)
+{
+	struct iphdr *iph = data + ETH_LEN;
+
+	if ((void *)(iph + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	if (iph->ihl != 5)
+		return iph->ihl < 5 ? drop(STAT_DROP_MALFORMED) : drop(STAT_DROP_IPV4_OPTIONS);
+	if (iph->frag_off & bpf_htons(IP4_FRAG_MASK))
+		return drop(STAT_DROP_FRAGMENT);
+	p->tos = iph->tos;
+	p->ip_bytes = bpf_ntohs(iph->tot_len);
+	p->flow.src[0] = iph->saddr;
+	p->flow.dst[0] = iph->daddr;
+	if (iph->protocol == IPPROTO_ICMP)
+		return parse_icmp4(data, data_end, p, what);
+	*what = PARSED_FLOW;
+	p->flow.proto = iph->protocol;
+	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN);
+}
+
+INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *what)
+{
+	struct ipv6hdr *ip6h = data + ETH_LEN;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	p->v6 = 1;
+	p->tos = ipv6_tos(ip6h);
+	p->ip_bytes = bpf_ntohs(ip6h->payload_len);
+	if (ip6h->nexthdr == IPPROTO_FRAGMENT)
+		return drop(STAT_DROP_FRAGMENT);
+	__builtin_memcpy(p->flow.src, &ip6h->saddr, 16);
+	__builtin_memcpy(p->flow.dst, &ip6h->daddr, 16);
+	if (ip6h->nexthdr == IPPROTO_ICMPV6)
+		return parse_icmp6(data, data_end, p, what);
+	*what = PARSED_FLOW;
+	p->flow.proto = ip6h->nexthdr;
+	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN);
+}
+
+#endif /* LB_PARSE_H */

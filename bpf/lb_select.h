@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Choosing the real for a flow: server ids carried by the packet (QUIC
+ * connection ids, a TCP option), the connection table, and the Maglev ring.
+ */
+#ifndef LB_SELECT_H
+#define LB_SELECT_H
+
+#include "lb_hash.h"
+#include "lb_parse.h"
+
+#define NSEC_PER_SEC 1000000000ull
+
+#define QUIC_LONG_HEADER 0x80
+#define QUIC_TYPE_MASK 0x30
+#define QUIC_TYPE_HANDSHAKE 0x20 /* initial (0) and 0-RTT (1) carry a client-chosen id */
+#define QUIC_MIN_CID_LEN 8
+#define QUIC_LONG_MIN 14         /* flags, version, DCID length, 8 id bytes */
+
+#define TCP_OPT_EOL 0
+#define TCP_OPT_NOP 1
+#define TCP_SID_OPT_LEN 6
+#define TCP_MAX_OPT_STEPS 15
+
+/* Offsets are below 256 by construction; the mask tells the verifier. */
+INLINE __u32 l4_offset(const struct pkt *p)
+{
+	return p->l4_off & 0xff;
+}
+
+/* Server id from a QUIC destination connection id (Katran's id versions 1
+ * and 2), or 0 when the packet carries none we can use. */
+INLINE __u32 quic_server_id(void *data, void *data_end, const struct pkt *p)
+{
+	__u8 *q = data + l4_offset(p) + sizeof(struct udphdr);
+	__u8 *cid;
+
+	if ((void *)(q + 1) > data_end)
+		return 0;
+	if (q[0] & QUIC_LONG_HEADER) {
+		if ((void *)(q + QUIC_LONG_MIN) > data_end)
+			return 0;
+		if ((q[0] & QUIC_TYPE_MASK) < QUIC_TYPE_HANDSHAKE)
+			return 0;
+		if (q[5] < QUIC_MIN_CID_LEN)
+			return 0;
+		cid = q + 6;
+	} else {
+		if ((void *)(q + 1 + QUIC_MIN_CID_LEN) > data_end)
+			return 0;
+		cid = q + 1;
+	}
+	switch (cid[0] >> 6) {
+	case 1:
+		return ((cid[0] & 0x3f) << 10) | (cid[1] << 2) | (cid[2] >> 6);
+	case 2:
+		return (cid[1] << 16) | (cid[2] << 8) | cid[3];
+	default:
+		return 0;
+	}
+}
+
+/* Server id from the TCP option `kind` (length 6: kind, length, 4 bytes
+ * read as the host reads them, as Katran does), or 0. */
+INLINE __u32 tcp_server_id(void *data, void *data_end, const struct pkt *p, __u8 kind)
+{
+	struct tcphdr *th = data + l4_offset(p);
+	__u32 opt_len, done = 0, id;
+	__u8 *o;
+
+	if ((void *)(th + 1) > data_end || th->doff < 5)
+		return 0;
+	opt_len = th->doff * 4 - sizeof(*th);
+	if (opt_len < TCP_SID_OPT_LEN)
+		return 0;
+	for (int i = 0; i < TCP_MAX_OPT_STEPS; i++) {
+		if (done >= opt_len || done > 40)
+			return 0;
+		o = (__u8 *)(th + 1) + done;
+		if ((void *)(o + 2) > data_end)
+			return 0;
+		if (o[0] == TCP_OPT_EOL)
+			return 0;
+		if (o[0] == TCP_OPT_NOP) {
+			done += 1;
+			continue;
+		}
+		if (o[0] == kind) {
+			if (o[1] != TCP_SID_OPT_LEN || (void *)(o + TCP_SID_OPT_LEN) > data_end)
+				return 0;
+			__builtin_memcpy(&id, o + 2, sizeof(id));
+			return id;
+		}
+		if (o[1] < 2)
+			return 0;
+		done += o[1];
+	}
+	return 0;
+}
+
+/* Real index mapped to a server id, or 0. */
+INLINE __u32 server_id_real(__u32 id)
+{
+	__u32 *real;
+
+	if (!id)
+		return 0;
+	real = bpf_map_lookup_elem(&server_ids, &id);
+	return real ? *real : 0;
+}
+
+INLINE void *conn_table(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
+
+	if (table)
+		return table;
+	count(STAT_FALLBACK_TABLE);
+	return &conn_fallback;
+}
+
+INLINE __u32 conn_lookup(void *table, const struct pkt *p, const struct lb_ctl *ctl)
+{
+	struct conn_entry *e = bpf_map_lookup_elem(table, &p->flow);
+	__u64 now;
+
+	if (!e)
+		return 0;
+	if (p->flow.proto == IPPROTO_UDP) {
+		now = bpf_ktime_get_ns();
+		if (now - e->atime > (__u64)ctl->udp_timeout_s * NSEC_PER_SEC)
+			return 0;
+		e->atime = now;
+	}
+	return e->real;
+}
+
+/* Whether this CPU has seen more new flows this second than allowed. */
+INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
+{
+	__u32 zero = 0;
+	struct rate_state *r;
+
+	if (!ctl->max_conn_rate)
+		return 0;
+	r = bpf_map_lookup_elem(&conn_rate, &zero);
+	if (!r)
+		return 1;
+	if (now - r->window_start > NSEC_PER_SEC) {
+		r->window_start = now;
+		r->count = 1;
+		return 0;
+	}
+	r->count += 1;
+	return r->count > ctl->max_conn_rate;
+}
+
+INLINE void conn_store(void *table, const struct pkt *p, __u32 real, const struct lb_ctl *ctl)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct conn_entry e = { .real = real, .atime = now };
+
+	if (over_conn_rate(ctl, now)) {
+		count(STAT_CONN_RATE_LIMITED);
+		return;
+	}
+	bpf_map_update_elem(table, &p->flow, &e, BPF_ANY);
+}
+
+/* The ring slot of this flow in the VIP's ring. */
+INLINE __u32 ring_pick(const struct pkt *p, const struct vip_meta *vip)
+{
+	__u32 key = vip->ring_id * ring_size + flow_hash(&p->flow, p->v6) % ring_size;
+	__u32 *real = bpf_map_lookup_elem(&rings, &key);
+
+	return real ? *real : 0;
+}
+
+#endif /* LB_SELECT_H */

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every type the dataplane shares with user space, defined once.
+ *
+ * Rust never keeps a hand-written copy of these: it uses the types that
+ * libbpf-cargo generates from this file's BTF and asserts their sizes.
+ * All multi-byte addresses and ports are in network byte order.
+ */
+#ifndef LB_TYPES_H
+#define LB_TYPES_H
+
+#include <linux/types.h>
+
+/* ---- VIP table ---------------------------------------------------------- */
+
+/* Key of the `vips` hash. `gen` selects the configuration generation: the
+ * dataplane only looks up keys of the active generation, so user space can
+ * write a whole new generation beside the live one and flip once. */
+struct vip_key {
+	__be32 addr[4]; /* IPv4 in addr[0], the rest zero */
+	__be16 port;    /* 0: every port of the address ("any port" VIP) */
+	__u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 gen;       /* 0 or 1 */
+};
+
+/* VIP flags. Each has its own bit; none share values. */
+enum vip_flag {
+	VIP_NO_SRC_PORT = 1 << 0,     /* hash without the source port */
+	VIP_NO_CONN_TABLE = 1 << 1,   /* never look up or insert flows */
+	VIP_QUIC = 1 << 2,            /* route by QUIC connection id */
+	VIP_DPORT_HASH = 1 << 3,      /* hash on the destination port alone */
+	VIP_UDP_FLOW_MIGRATION = 1 << 4, /* rehash UDP flows of reals marked down */
+};
+
+struct vip_meta {
+	__u32 flags;   /* enum vip_flag */
+	__u32 vip_num; /* stable per VIP across generations: index of its stats */
+	__u32 ring_id; /* which ring in `rings` this generation uses */
+	__u32 _pad;
+};
+
+/* Key of `vip_addrs`: which addresses belong to some VIP (ICMP echo). */
+struct addr_key {
+	__be32 addr[4];
+	__u8 gen;
+	__u8 _pad[3];
+};
+
+/* ---- reals -------------------------------------------------------------- */
+
+enum real_flag {
+	REAL_V6 = 1 << 0,   /* the address is IPv6 */
+	REAL_DOWN = 1 << 1, /* UDP flow migration moves flows away from it */
+	REAL_REMOVED = 1 << 2, /* in no VIP any more: table entries naming it are stale */
+};
+
+/* Index 0 of `reals` is never used: 0 means "no real". */
+struct real_def {
+	__be32 addr[4];
+	__u8 flags; /* enum real_flag */
+	__u8 _pad[3];
+};
+
+/* ---- control (per generation) ------------------------------------------- */
+
+enum lb_feature {
+	FEAT_GUE = 1 << 0,           /* GUE (UDP) encapsulation instead of IP-in-IP */
+	FEAT_TCP_SERVER_ID = 1 << 1, /* route by TCP option carrying a server id */
+};
+
+struct lb_ctl {
+	__u8 gw_mac[6];          /* Ethernet destination of every forwarded frame */
+	__be16 gue_port;         /* GUE destination port */
+	__u32 features;          /* enum lb_feature */
+	__be32 src_v4_prefix;    /* IP-in-IP outer source: first two bytes used */
+	__be32 src_v6_prefix[4]; /* IP-in-IP outer source: first twelve bytes used */
+	__be32 gue_src_v4;       /* GUE outer source addresses */
+	__be32 gue_src_v6[4];
+	__u32 max_conn_rate;     /* new flows per second per CPU before inserts stop; 0: no limit */
+	__u32 udp_timeout_s;     /* a UDP flow entry older than this is ignored */
+	__u8 tcp_sid_kind;       /* TCP option kind carrying the server id */
+	__u8 ring_kind;          /* not read here: lets user space read the configuration back */
+	__u16 max_frame_len;     /* longer frames to a VIP are dropped; 0: no limit */
+	__u32 _pad2;
+};
+
+/* One entry per real of a VIP's ring, in file order: what user space needs
+ * to read the configuration back (weights cannot be recovered from a ring). */
+struct backend_key {
+	__u32 ring_id;
+	__u32 pos;
+};
+
+struct backend {
+	__u32 real;
+	__u32 weight;
+};
+
+/* ---- connection tables -------------------------------------------------- */
+
+struct flow_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+struct conn_entry {
+	__u32 real;  /* index into `reals` */
+	__u32 _pad;
+	__u64 atime; /* ns, refreshed for UDP */
+};
+
+/* Per-CPU state for the new-connection rate limit. */
+struct rate_state {
+	__u64 window_start;
+	__u64 count;
+};
+
+/* ---- statistics --------------------------------------------------------- */
+
+struct traffic_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Global counters: `stats` is indexed by these names, never by arithmetic. */
+enum lb_stat {
+	STAT_XDP_PASS,
+	STAT_XDP_TX,
+	STAT_XDP_DROP,
+	STAT_CONN_HIT,            /* flow found in the connection table */
+	STAT_CONN_MISS_TCP_SYN,   /* new TCP flow */
+	STAT_CONN_MISS_TCP_NONSYN,/* TCP flow not in the table (eviction, restart) */
+	STAT_CONN_MISS_UDP,
+	STAT_FALLBACK_TABLE,      /* no per-CPU table: the shared one was used */
+	STAT_CONN_RATE_LIMITED,   /* insert skipped: over the new-flow rate */
+	STAT_ICMP_ECHO_REPLY,
+	STAT_ICMP_TOO_BIG_V4,     /* "fragmentation needed" forwarded to a real */
+	STAT_ICMP_TOO_BIG_V6,     /* "packet too big" forwarded to a real */
+	STAT_QUIC_CID_ROUTED,
+	STAT_QUIC_CID_UNKNOWN,    /* server id with no mapping: ring used */
+	STAT_QUIC_CH_ROUTED,      /* no usable connection id: ring used */
+	STAT_TCP_SID_ROUTED,
+	STAT_TCP_SID_MISS,
+	STAT_UDP_FLOW_MIGRATED,
+	STAT_DROP_MALFORMED,      /* truncated or inconsistent headers */
+	STAT_DROP_IPV4_OPTIONS,
+	STAT_DROP_FRAGMENT,
+	STAT_DROP_NO_REAL,        /* VIP with no reals, or a bad real index */
+	STAT_DROP_TOO_BIG,        /* frame above the MTU the encapsulation allows */
+	STAT_DROP_ENCAP,          /* could not grow the frame */
+	STAT_DROP_NO_CTL,
+	STAT__COUNT,
+};
+
+
+/*
+ * BTF only describes types that a global names by value. This read-only,
+ * never-read variable names every shared type, so the object's BTF carries
+ * full definitions: libbpf needs them for map keys and values, and
+ * libbpf-cargo turns them into the Rust types user space uses.
+ */
+struct lb_abi {
+	struct vip_key vip_key;
+	struct vip_meta vip_meta;
+	struct addr_key addr_key;
+	struct real_def real_def;
+	struct backend_key backend_key;
+	struct backend backend;
+	struct lb_ctl ctl;
+	struct flow_key flow_key;
+	struct conn_entry conn_entry;
+	struct rate_state rate_state;
+	struct traffic_counter traffic_counter;
+	enum lb_stat stat;
+	enum vip_flag vip_flag;
+	enum real_flag real_flag;
+	enum lb_feature feature;
+};
+
+#endif /* LB_TYPES_H */

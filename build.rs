@@ -1,0 +1,37 @@
+//! Compiles every `bpf/*.bpf.c` into a libbpf-rs skeleton in `OUT_DIR`.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::PathBuf;
+
+use libbpf_cargo::SkeletonBuilder;
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
+    let multiarch = format!("/usr/include/{arch}-linux-gnu");
+
+    println!("cargo:rerun-if-changed=bpf");
+    let mut sources: Vec<PathBuf> = fs::read_dir("bpf")
+        .expect("bpf/ exists")
+        .map(|e| e.expect("readable bpf/ entry").path())
+        .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".bpf.c")))
+        .collect();
+    sources.sort();
+
+    for src in sources {
+        let stem = src
+            .file_name()
+            .and_then(OsStr::to_str)
+            .and_then(|n| n.strip_suffix(".bpf.c"))
+            .expect("bpf source name")
+            .to_string();
+        SkeletonBuilder::new()
+            .source(&src)
+            .obj(out.join(format!("{stem}.bpf.o")))
+            .clang_args(["-O2", "-g", "-Wall", "-Ibpf", &format!("-I{multiarch}")])
+            .build_and_generate(out.join(format!("{stem}.skel.rs")))
+            .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
+    }
+}
