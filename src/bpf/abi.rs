@@ -1,0 +1,248 @@
+//! The dataplane's types as Rust sees them (generated from the BPF object's
+//! BTF by libbpf-cargo, never hand-copied), their sizes checked against the
+//! C layout, and conversions to and from the model's types.
+
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub use super::skel::types;
+
+use crate::model::{Encap, Globals, MacAddr, Proto, RingKind, VipFlags, VipKey};
+use types::{lb_ctl, lb_feature, real_def, real_flag, vip_flag};
+
+// The C side defines these sizes (bpf/lb_types.h); a mismatch fails the build.
+const _: () = assert!(size_of::<types::vip_key>() == 20);
+const _: () = assert!(size_of::<types::vip_meta>() == 16);
+const _: () = assert!(size_of::<types::addr_key>() == 20);
+const _: () = assert!(size_of::<types::real_def>() == 20);
+const _: () = assert!(size_of::<types::backend_key>() == 8);
+const _: () = assert!(size_of::<types::backend>() == 8);
+const _: () = assert!(size_of::<types::lb_ctl>() == 68);
+const _: () = assert!(size_of::<types::flow_key>() == 40);
+const _: () = assert!(size_of::<types::conn_entry>() == 16);
+const _: () = assert!(size_of::<types::traffic_counter>() == 16);
+
+/// Marks the generated plain-data types: `repr(C)`, `Copy`, every byte
+/// part of a field (padding is explicit in the C definitions).
+///
+/// # Safety
+/// Only for types whose every bit pattern is valid and that have no
+/// implicit padding.
+pub unsafe trait Pod: Copy + Default {}
+
+unsafe impl Pod for types::vip_key {}
+unsafe impl Pod for types::vip_meta {}
+unsafe impl Pod for types::addr_key {}
+unsafe impl Pod for types::real_def {}
+unsafe impl Pod for types::backend_key {}
+unsafe impl Pod for types::backend {}
+unsafe impl Pod for types::lb_ctl {}
+unsafe impl Pod for types::flow_key {}
+unsafe impl Pod for types::conn_entry {}
+unsafe impl Pod for types::traffic_counter {}
+unsafe impl Pod for u32 {}
+unsafe impl Pod for u64 {}
+
+pub fn bytes<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is Pod: plain bytes without padding.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// Reads a `T` from the start of `b`; `None` when `b` is too short.
+pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
+    if b.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; T is Pod so any bytes are a valid T.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}
+
+/// An address as four network-order words (IPv4 in the first).
+pub fn addr_words(a: IpAddr) -> [u32; 4] {
+    let mut b = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => b.copy_from_slice(&v6.octets()),
+    }
+    words(b)
+}
+
+fn words(b: [u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    for (i, c) in b.chunks_exact(4).enumerate() {
+        w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    w
+}
+
+fn octets(w: [u32; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, x) in w.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&x.to_ne_bytes());
+    }
+    b
+}
+
+pub fn addr_from_words(w: [u32; 4], v6: bool) -> IpAddr {
+    let b = octets(w);
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(b))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    }
+}
+
+pub fn vip_key(k: &VipKey, generation: u8) -> types::vip_key {
+    types::vip_key {
+        addr: addr_words(k.addr),
+        port: k.port.to_be(),
+        proto: k.proto.number(),
+        r#gen: generation,
+    }
+}
+
+/// Which family a VIP key's address is cannot be told from the words alone
+/// (`::a.b.c.d` is a valid IPv6 VIP), so the `vip_addrs` entry decides; a
+/// VIP key with only the first word set is read as IPv4.
+pub fn vip_key_from(k: &types::vip_key) -> Option<(VipKey, u8)> {
+    let v6 = k.addr[1..].iter().any(|w| *w != 0);
+    Some((
+        VipKey {
+            addr: addr_from_words(k.addr, v6),
+            port: u16::from_be(k.port),
+            proto: Proto::from_number(k.proto)?,
+        },
+        k.r#gen,
+    ))
+}
+
+pub fn vip_flags(f: &VipFlags) -> u32 {
+    let mut v = 0;
+    for (on, bit) in [
+        (f.no_src_port, vip_flag::VIP_NO_SRC_PORT),
+        (f.dport_hash, vip_flag::VIP_DPORT_HASH),
+        (f.no_conn_table, vip_flag::VIP_NO_CONN_TABLE),
+        (f.quic, vip_flag::VIP_QUIC),
+        (f.udp_flow_migration, vip_flag::VIP_UDP_FLOW_MIGRATION),
+    ] {
+        if on {
+            v |= bit.0;
+        }
+    }
+    v
+}
+
+pub fn vip_flags_from(v: u32) -> VipFlags {
+    let has = |b: vip_flag| v & b.0 != 0;
+    VipFlags {
+        no_src_port: has(vip_flag::VIP_NO_SRC_PORT),
+        dport_hash: has(vip_flag::VIP_DPORT_HASH),
+        no_conn_table: has(vip_flag::VIP_NO_CONN_TABLE),
+        quic: has(vip_flag::VIP_QUIC),
+        udp_flow_migration: has(vip_flag::VIP_UDP_FLOW_MIGRATION),
+    }
+}
+
+pub fn real(addr: IpAddr, down: bool, removed: bool) -> real_def {
+    let mut flags = 0u32;
+    if addr.is_ipv6() {
+        flags |= real_flag::REAL_V6.0;
+    }
+    if down {
+        flags |= real_flag::REAL_DOWN.0;
+    }
+    if removed {
+        flags |= real_flag::REAL_REMOVED.0;
+    }
+    real_def {
+        addr: addr_words(addr),
+        flags: flags as u8,
+        ..Default::default()
+    }
+}
+
+/// `(address, down, removed)`, or `None` for an unused entry.
+pub fn real_from(r: &real_def) -> Option<(IpAddr, bool, bool)> {
+    let f = u32::from(r.flags);
+    if f == 0 && r.addr == [0; 4] {
+        return None;
+    }
+    Some((
+        addr_from_words(r.addr, f & real_flag::REAL_V6.0 != 0),
+        f & real_flag::REAL_DOWN.0 != 0,
+        f & real_flag::REAL_REMOVED.0 != 0,
+    ))
+}
+
+const RING_V1: u8 = 1;
+const RING_V2: u8 = 2;
+
+pub fn ctl(g: &Globals, ring: RingKind) -> lb_ctl {
+    let mut c = lb_ctl {
+        gw_mac: g.gateway_mac.0,
+        src_v4_prefix: addr_words(IpAddr::V4(g.src_v4_prefix))[0],
+        src_v6_prefix: addr_words(IpAddr::V6(g.src_v6_prefix)),
+        max_conn_rate: g.max_conn_rate,
+        udp_timeout_s: g.udp_timeout_s,
+        max_frame_len: g.max_frame_len,
+        ring_kind: match ring {
+            RingKind::MaglevV1 => RING_V1,
+            RingKind::MaglevV2 => RING_V2,
+        },
+        ..Default::default()
+    };
+    if let Encap::Gue {
+        port,
+        src_v4,
+        src_v6,
+    } = g.encap
+    {
+        c.features |= lb_feature::FEAT_GUE.0;
+        c.gue_port = port.to_be();
+        c.gue_src_v4 = addr_words(IpAddr::V4(src_v4))[0];
+        c.gue_src_v6 = addr_words(IpAddr::V6(src_v6));
+    }
+    if let Some(kind) = g.tcp_server_id_kind {
+        c.features |= lb_feature::FEAT_TCP_SERVER_ID.0;
+        c.tcp_sid_kind = kind;
+    }
+    c
+}
+
+/// `None` for a generation never written (no ring kind recorded).
+pub fn ctl_from(c: &lb_ctl) -> Option<(Globals, RingKind)> {
+    let ring = match c.ring_kind {
+        RING_V1 => RingKind::MaglevV1,
+        RING_V2 => RingKind::MaglevV2,
+        _ => return None,
+    };
+    let v4 = |w: u32| match addr_from_words([w, 0, 0, 0], false) {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!("an IPv4 word reads back as IPv4"),
+    };
+    let v6 = |w: [u32; 4]| match addr_from_words(w, true) {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!("four words read back as IPv6"),
+    };
+    let encap = if c.features & lb_feature::FEAT_GUE.0 != 0 {
+        Encap::Gue {
+            port: u16::from_be(c.gue_port),
+            src_v4: v4(c.gue_src_v4),
+            src_v6: v6(c.gue_src_v6),
+        }
+    } else {
+        Encap::Ipip
+    };
+    let globals = Globals {
+        gateway_mac: MacAddr(c.gw_mac),
+        encap,
+        tcp_server_id_kind: (c.features & lb_feature::FEAT_TCP_SERVER_ID.0 != 0)
+            .then_some(c.tcp_sid_kind),
+        src_v4_prefix: v4(c.src_v4_prefix),
+        src_v6_prefix: v6(c.src_v6_prefix),
+        max_conn_rate: c.max_conn_rate,
+        udp_timeout_s: c.udp_timeout_s,
+        max_frame_len: c.max_frame_len,
+    };
+    Some((globals, ring))
+}

@@ -1,0 +1,450 @@
+//! [`MapStore`] over the real maps: map handles (from a freshly loaded
+//! object or from the pins of an earlier run) and the rings memory-mapped,
+//! so reading a ring or writing its changed slots costs no system call.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use anyhow::{bail, ensure, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+
+use super::abi::{self, bytes, from_bytes, types, Pod};
+use crate::maglev::RingDelta;
+use crate::model::{Globals, RingKind, VipKey};
+use crate::store::{BackendRecord, Limits, MapStore, RealRecord, VipRecord};
+
+/// Every map the control plane touches, by name as pinned.
+pub struct Maps {
+    pub lb_gen: MapHandle,
+    pub lb_ctl: MapHandle,
+    pub vips: MapHandle,
+    pub vip_addrs: MapHandle,
+    pub rings: MapHandle,
+    pub reals: MapHandle,
+    pub backends: MapHandle,
+    pub server_ids: MapHandle,
+    pub conn_tables: MapHandle,
+    pub conn_fallback: MapHandle,
+    pub stats: MapHandle,
+    pub vip_stats: MapHandle,
+    pub real_stats: MapHandle,
+}
+
+/// Name, expected type, key size and value size of each map.
+pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
+    ("lb_gen", MapType::Array, 4, 4),
+    ("lb_ctl", MapType::Array, 4, size_of::<types::lb_ctl>()),
+    (
+        "vips",
+        MapType::Hash,
+        size_of::<types::vip_key>(),
+        size_of::<types::vip_meta>(),
+    ),
+    ("vip_addrs", MapType::Hash, size_of::<types::addr_key>(), 4),
+    ("rings", MapType::Array, 4, 4),
+    ("reals", MapType::Array, 4, size_of::<types::real_def>()),
+    (
+        "backends",
+        MapType::Hash,
+        size_of::<types::backend_key>(),
+        size_of::<types::backend>(),
+    ),
+    ("server_ids", MapType::Hash, 4, 4),
+    ("conn_tables", MapType::ArrayOfMaps, 4, 4),
+    (
+        "conn_fallback",
+        MapType::LruHash,
+        size_of::<types::flow_key>(),
+        size_of::<types::conn_entry>(),
+    ),
+    ("stats", MapType::PercpuArray, 4, 8),
+    (
+        "vip_stats",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::traffic_counter>(),
+    ),
+    (
+        "real_stats",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::traffic_counter>(),
+    ),
+];
+
+fn check(handle: &MapHandle, name: &str) -> Result<()> {
+    let (_, ty, k, v) = MAP_SPECS
+        .iter()
+        .find(|s| s.0 == name)
+        .with_context(|| format!("unknown map {name}"))?;
+    ensure!(
+        handle.map_type() == *ty && handle.key_size() as usize == *k && handle.value_size() as usize == *v,
+        "map {name} is a {:?} with {}-byte keys and {}-byte values; this katran expects {:?}, {k}, {v} \
+         (left by a different version? `katran down` removes it)",
+        handle.map_type(),
+        handle.key_size(),
+        handle.value_size(),
+        ty
+    );
+    Ok(())
+}
+
+impl Maps {
+    /// Opens the maps pinned under `dir`, checking each one's shape.
+    pub fn open_pinned(dir: &Path) -> Result<Maps> {
+        let open = |name: &str| -> Result<MapHandle> {
+            let path = dir.join(name);
+            let h = MapHandle::from_pinned_path(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))?;
+            check(&h, name)?;
+            Ok(h)
+        };
+        Ok(Maps {
+            lb_gen: open("lb_gen")?,
+            lb_ctl: open("lb_ctl")?,
+            vips: open("vips")?,
+            vip_addrs: open("vip_addrs")?,
+            rings: open("rings")?,
+            reals: open("reals")?,
+            backends: open("backends")?,
+            server_ids: open("server_ids")?,
+            conn_tables: open("conn_tables")?,
+            conn_fallback: open("conn_fallback")?,
+            stats: open("stats")?,
+            vip_stats: open("vip_stats")?,
+            real_stats: open("real_stats")?,
+        })
+    }
+}
+
+fn get<T: Pod>(map: &MapHandle, key: &[u8]) -> Result<Option<T>> {
+    Ok(map
+        .lookup(key, MapFlags::ANY)
+        .context("map lookup")?
+        .and_then(|v| from_bytes::<T>(&v)))
+}
+
+fn all<K: Pod, V: Pod>(map: &MapHandle) -> Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    for k in map.keys() {
+        if let (Some(key), Some(val)) = (from_bytes::<K>(&k), get::<V>(map, &k)?) {
+            out.push((key, val));
+        }
+    }
+    Ok(out)
+}
+
+fn delete_if_present(map: &MapHandle, key: &[u8]) -> Result<()> {
+    match map.delete(key) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).context("map delete"),
+    }
+}
+
+/// The rings array, mapped into this process. The kernel stores array
+/// elements 8 bytes apart, so slot `i` is the low half of word `2 * i`.
+struct RingMem {
+    ptr: NonNull<u32>,
+    slots: usize,
+}
+
+const WORDS_PER_SLOT: usize = 2;
+
+impl RingMem {
+    fn bytes(slots: usize) -> usize {
+        (slots * WORDS_PER_SLOT * 4).next_multiple_of(4096)
+    }
+
+    fn map(handle: &MapHandle) -> Result<RingMem> {
+        ensure!(handle.value_size() == 4, "rings map values are not 4 bytes");
+        let slots = handle.max_entries() as usize;
+        // SAFETY: mapping a BPF_F_MMAPABLE array map's fd, shared, whole size.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::bytes(slots),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                handle.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap of the rings map");
+        }
+        let ptr = NonNull::new(p.cast::<u32>()).context("mmap returned null")?;
+        Ok(RingMem { ptr, slots })
+    }
+
+    fn words(&self) -> &[u32] {
+        // SAFETY: the mapping holds `slots * WORDS_PER_SLOT` u32s for as long as self lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.slots * WORDS_PER_SLOT) }
+    }
+
+    fn words_mut(&mut self) -> &mut [u32] {
+        // SAFETY: as above; the program only reads these slots.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.slots * WORDS_PER_SLOT) }
+    }
+
+    fn read(&self, range: std::ops::Range<usize>) -> Vec<u32> {
+        let w = self.words();
+        range.map(|i| w[i * WORDS_PER_SLOT]).collect()
+    }
+}
+
+impl Drop for RingMem {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), Self::bytes(self.slots));
+        }
+    }
+}
+
+/// The kernel's maps as a [`MapStore`].
+pub struct KernelStore {
+    pub maps: Maps,
+    limits: Limits,
+    ring: RingMem,
+}
+
+impl KernelStore {
+    /// `ring_size` comes from the loaded program; the other limits are read
+    /// from the maps' sizes.
+    pub fn new(maps: Maps, ring_size: u32) -> Result<KernelStore> {
+        let rings = maps.rings.max_entries();
+        ensure!(
+            ring_size > 0 && rings % ring_size == 0,
+            "rings map size {rings} is not a multiple of ring size {ring_size}"
+        );
+        let limits = Limits {
+            ring_size,
+            max_vips: rings / ring_size / 2,
+            max_reals: maps.reals.max_entries().saturating_sub(1),
+        };
+        let ring = RingMem::map(&maps.rings)?;
+        Ok(KernelStore { maps, limits, ring })
+    }
+
+    fn ring_range(&self, ring_id: u32) -> Result<std::ops::Range<usize>> {
+        let size = self.limits.ring_size as usize;
+        let start = ring_id as usize * size;
+        if start + size > self.ring.slots {
+            bail!("ring {ring_id} is outside the rings map");
+        }
+        Ok(start..start + size)
+    }
+
+    fn zero_percpu(map: &MapHandle, idx: u32) -> Result<()> {
+        let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
+        let zero = vec![vec![0u8; map.value_size() as usize]; cpus];
+        map.update_percpu(&idx.to_ne_bytes(), &zero, MapFlags::ANY)
+            .context("resetting counters")
+    }
+}
+
+impl MapStore for KernelStore {
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn active_gen(&self) -> Result<u8> {
+        Ok(get::<u32>(&self.maps.lb_gen, &0u32.to_ne_bytes())?.unwrap_or(0) as u8 & 1)
+    }
+
+    fn set_active_gen(&mut self, gen: u8) -> Result<()> {
+        self.maps
+            .lb_gen
+            .update(
+                &0u32.to_ne_bytes(),
+                &u32::from(gen).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .context("flipping the active generation")
+    }
+
+    fn ctl(&self, gen: u8) -> Result<Option<(Globals, RingKind)>> {
+        let c = get::<types::lb_ctl>(&self.maps.lb_ctl, &u32::from(gen).to_ne_bytes())?;
+        Ok(c.and_then(|c| abi::ctl_from(&c)))
+    }
+
+    fn set_ctl(&mut self, gen: u8, globals: &Globals, ring: RingKind) -> Result<()> {
+        let c = abi::ctl(globals, ring);
+        self.maps
+            .lb_ctl
+            .update(&u32::from(gen).to_ne_bytes(), bytes(&c), MapFlags::ANY)
+            .context("writing control values")
+    }
+
+    fn vips(&self) -> Result<Vec<VipRecord>> {
+        let mut out = Vec::new();
+        for (k, m) in all::<types::vip_key, types::vip_meta>(&self.maps.vips)? {
+            let Some((key, gen)) = abi::vip_key_from(&k) else {
+                continue;
+            };
+            out.push(VipRecord {
+                key,
+                gen,
+                flags: abi::vip_flags_from(m.flags),
+                vip_num: m.vip_num,
+                ring_id: m.ring_id,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_vip(&mut self, vip: &VipRecord) -> Result<()> {
+        let k = abi::vip_key(&vip.key, vip.gen);
+        let m = types::vip_meta {
+            flags: abi::vip_flags(&vip.flags),
+            vip_num: vip.vip_num,
+            ring_id: vip.ring_id,
+            ..Default::default()
+        };
+        self.maps
+            .vips
+            .update(bytes(&k), bytes(&m), MapFlags::ANY)
+            .with_context(|| format!("writing VIP {}", vip.key))
+    }
+
+    fn delete_vip(&mut self, key: &VipKey, gen: u8) -> Result<()> {
+        delete_if_present(&self.maps.vips, bytes(&abi::vip_key(key, gen)))
+    }
+
+    fn vip_addrs(&self) -> Result<Vec<(IpAddr, u8)>> {
+        Ok(all::<types::addr_key, u32>(&self.maps.vip_addrs)?
+            .into_iter()
+            .map(|(k, v6)| (abi::addr_from_words(k.addr, v6 != 0), k.r#gen))
+            .collect())
+    }
+
+    fn put_vip_addr(&mut self, addr: IpAddr, generation: u8) -> Result<()> {
+        let k = types::addr_key {
+            addr: abi::addr_words(addr),
+            r#gen: generation,
+            ..Default::default()
+        };
+        let v6 = u32::from(addr.is_ipv6());
+        self.maps
+            .vip_addrs
+            .update(bytes(&k), &v6.to_ne_bytes(), MapFlags::ANY)
+            .context("writing a VIP address")
+    }
+
+    fn delete_vip_addr(&mut self, addr: IpAddr, generation: u8) -> Result<()> {
+        let k = types::addr_key {
+            addr: abi::addr_words(addr),
+            r#gen: generation,
+            ..Default::default()
+        };
+        delete_if_present(&self.maps.vip_addrs, bytes(&k))
+    }
+
+    fn reals(&self) -> Result<BTreeMap<u32, RealRecord>> {
+        let mut out = BTreeMap::new();
+        for idx in 1..=self.limits.max_reals {
+            let Some(r) = get::<types::real_def>(&self.maps.reals, &idx.to_ne_bytes())? else {
+                continue;
+            };
+            if let Some((addr, down, removed)) = abi::real_from(&r) {
+                out.insert(
+                    idx,
+                    RealRecord {
+                        addr,
+                        down,
+                        removed,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_real(&mut self, idx: u32, real: &RealRecord) -> Result<()> {
+        let r = abi::real(real.addr, real.down, real.removed);
+        self.maps
+            .reals
+            .update(&idx.to_ne_bytes(), bytes(&r), MapFlags::ANY)
+            .with_context(|| format!("writing real {}", real.addr))
+    }
+
+    fn backends(&self) -> Result<Vec<BackendRecord>> {
+        Ok(
+            all::<types::backend_key, types::backend>(&self.maps.backends)?
+                .into_iter()
+                .map(|(k, v)| BackendRecord {
+                    ring_id: k.ring_id,
+                    pos: k.pos,
+                    real: v.real,
+                    weight: v.weight,
+                })
+                .collect(),
+        )
+    }
+
+    fn put_backend(&mut self, b: &BackendRecord) -> Result<()> {
+        let k = types::backend_key {
+            ring_id: b.ring_id,
+            pos: b.pos,
+        };
+        let v = types::backend {
+            real: b.real,
+            weight: b.weight,
+        };
+        self.maps
+            .backends
+            .update(bytes(&k), bytes(&v), MapFlags::ANY)
+            .context("writing a VIP's real list")
+    }
+
+    fn delete_backend(&mut self, ring_id: u32, pos: u32) -> Result<()> {
+        let k = types::backend_key { ring_id, pos };
+        delete_if_present(&self.maps.backends, bytes(&k))
+    }
+
+    fn server_ids(&self) -> Result<BTreeMap<u32, u32>> {
+        Ok(all::<u32, u32>(&self.maps.server_ids)?
+            .into_iter()
+            .collect())
+    }
+
+    fn put_server_id(&mut self, id: u32, real: u32) -> Result<()> {
+        self.maps
+            .server_ids
+            .update(&id.to_ne_bytes(), &real.to_ne_bytes(), MapFlags::ANY)
+            .context("writing a server id")
+    }
+
+    fn delete_server_id(&mut self, id: u32) -> Result<()> {
+        delete_if_present(&self.maps.server_ids, &id.to_ne_bytes())
+    }
+
+    fn ring(&self, ring_id: u32) -> Result<Vec<u32>> {
+        let r = self.ring_range(ring_id)?;
+        Ok(self.ring.read(r))
+    }
+
+    fn write_ring(&mut self, ring_id: u32, changes: &[RingDelta]) -> Result<()> {
+        let r = self.ring_range(ring_id)?;
+        let words = self.ring.words_mut();
+        for c in changes {
+            let slot = c.slot as usize;
+            ensure!(slot < r.len(), "ring slot {slot} out of range");
+            // A plain aligned 4-byte store: the program never sees a torn slot.
+            words[(r.start + slot) * WORDS_PER_SLOT] = c.real;
+        }
+        Ok(())
+    }
+
+    fn reset_vip_stats(&mut self, vip_num: u32) -> Result<()> {
+        Self::zero_percpu(&self.maps.vip_stats, vip_num)
+    }
+
+    fn reset_real_stats(&mut self, idx: u32) -> Result<()> {
+        Self::zero_percpu(&self.maps.real_stats, idx)
+    }
+}

@@ -1,0 +1,174 @@
+//! Loads the balancer object: sizes its maps and read-only settings from the
+//! configuration before load, creates the per-CPU connection tables, and
+//! hands out map handles and programs. Attaching lives in `attach`.
+
+use std::mem::MaybeUninit;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, OpenObject, PrintLevel};
+
+use super::abi::types;
+use super::kernel_store::{KernelStore, Maps};
+use super::skel::{BalancerSkel, BalancerSkelBuilder};
+
+/// Sizes fixed at load time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Slots per Maglev ring (a prime; Katran uses 65537).
+    pub ring_size: u32,
+    pub max_vips: u32,
+    pub max_reals: u32,
+    /// Entries of each per-CPU connection table.
+    pub conn_table_size: u32,
+    /// Entries of the shared table used by CPUs without one.
+    pub fallback_table_size: u32,
+    /// CPUs that get their own table; `None` = every CPU.
+    pub forwarding_cpus: Option<Vec<u32>>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ring_size: 65537,
+            max_vips: 256,
+            max_reals: 4096,
+            conn_table_size: 65536,
+            fallback_table_size: 65536,
+            forwarding_cpus: None,
+        }
+    }
+}
+
+/// Routes libbpf's own messages into `log` at matching levels.
+pub fn route_libbpf_log() {
+    fn print(level: PrintLevel, msg: String) {
+        let msg = msg.trim_end();
+        match level {
+            PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
+            PrintLevel::Info => log::info!(target: "libbpf", "{msg}"),
+            PrintLevel::Debug => log::debug!(target: "libbpf", "{msg}"),
+        }
+    }
+    libbpf_rs::set_print(Some((PrintLevel::Debug, print)));
+}
+
+/// A loaded (not necessarily attached) balancer.
+pub struct Dataplane {
+    skel: BalancerSkel<'static>,
+    pub options: LoadOptions,
+}
+
+impl Dataplane {
+    pub fn load(options: &LoadOptions) -> Result<Dataplane> {
+        // The skeleton borrows its object storage for as long as it lives;
+        // one small allocation per load is leaked to give it that lifetime.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = BalancerSkelBuilder::default()
+            .open(storage)
+            .context("opening the balancer object")?;
+        let o = options;
+        let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("balancer object has no read-only data")?;
+        rodata.ring_size = o.ring_size;
+        let m = &mut open.maps;
+        let sizes = [
+            (&mut m.vips, 2 * o.max_vips),
+            (&mut m.vip_addrs, 2 * o.max_vips),
+            (&mut m.rings, 2 * o.max_vips * o.ring_size),
+            (&mut m.reals, o.max_reals + 1),
+            (&mut m.backends, 2 * o.max_reals.max(o.max_vips) * 64),
+            (&mut m.server_ids, o.max_reals * 8),
+            (&mut m.conn_tables, cpus),
+            (&mut m.conn_fallback, o.fallback_table_size),
+            (&mut m.vip_stats, o.max_vips),
+            (&mut m.real_stats, o.max_reals + 1),
+        ];
+        for (map, n) in sizes {
+            map.set_max_entries(n)
+                .with_context(|| format!("sizing map {}", map.name().to_string_lossy()))?;
+        }
+        let skel = open
+            .load()
+            .context("loading the balancer into the kernel")?;
+        let dp = Dataplane {
+            skel,
+            options: options.clone(),
+        };
+        dp.create_conn_tables(cpus)?;
+        Ok(dp)
+    }
+
+    fn create_conn_tables(&self, cpus: u32) -> Result<()> {
+        let which: Vec<u32> = match &self.options.forwarding_cpus {
+            Some(list) => list.clone(),
+            None => (0..cpus).collect(),
+        };
+        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        for cpu in which {
+            let table = MapHandle::create(
+                MapType::LruHash,
+                Some(format!("conn_cpu{cpu}")),
+                size_of::<types::flow_key>() as u32,
+                size_of::<types::conn_entry>() as u32,
+                self.options.conn_table_size,
+                &opts,
+            )
+            .with_context(|| format!("creating the connection table of CPU {cpu}"))?;
+            let fd = table.as_fd().as_raw_fd() as u32;
+            self.skel
+                .maps
+                .conn_tables
+                .update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .with_context(|| format!("installing the connection table of CPU {cpu}"))?;
+        }
+        Ok(())
+    }
+
+    /// Handles to every map (duplicated descriptors).
+    pub fn maps(&self) -> Result<Maps> {
+        let m = &self.skel.maps;
+        let h = |map: &libbpf_rs::Map<'_>| -> Result<MapHandle> {
+            MapHandle::try_from(map)
+                .with_context(|| format!("duplicating map {}", map.name().to_string_lossy()))
+        };
+        Ok(Maps {
+            lb_gen: h(&m.lb_gen)?,
+            lb_ctl: h(&m.lb_ctl)?,
+            vips: h(&m.vips)?,
+            vip_addrs: h(&m.vip_addrs)?,
+            rings: h(&m.rings)?,
+            reals: h(&m.reals)?,
+            backends: h(&m.backends)?,
+            server_ids: h(&m.server_ids)?,
+            conn_tables: h(&m.conn_tables)?,
+            conn_fallback: h(&m.conn_fallback)?,
+            stats: h(&m.stats)?,
+            vip_stats: h(&m.vip_stats)?,
+            real_stats: h(&m.real_stats)?,
+        })
+    }
+
+    pub fn store(&self) -> Result<KernelStore> {
+        KernelStore::new(self.maps()?, self.options.ring_size)
+    }
+
+    pub fn balancer(&self) -> &libbpf_rs::ProgramMut<'static> {
+        &self.skel.progs.balancer
+    }
+
+    /// A program that only returns XDP_PASS (the benchmark's floor).
+    pub fn pass_floor(&self) -> &libbpf_rs::ProgramMut<'static> {
+        &self.skel.progs.pass_floor
+    }
+}
+
+use std::os::fd::{AsFd, AsRawFd};
