@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing katran needs on Debian 12 (idempotent).
+# clang compiles the BPF programs; libelf/zlib/pkg-config build the vendored
+# libbpf; iproute2/ethtool drive the network-namespace tests.
+set -euo pipefail
+
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust (https://rustup.rs) and re-run" >&2
+    exit 1
+fi
