@@ -1,0 +1,113 @@
+//! The configuration file: one TOML file in, a [`Config`] (the dataplane
+//! [`State`] plus load-time [`Settings`]) out, or every problem in it with
+//! line, column and a fix.
+//!
+//! How it works: the text is parsed with `toml_edit`, which keeps the place
+//! of every key and value; the tree is then walked by hand (`document`,
+//! `dataplane`, `vips`, `mappings`) into a located draft, so that all errors
+//! are found in one pass instead of stopping at the first; `validate` checks
+//! the values against each other; `assemble` builds the result. The keys,
+//! their defaults and limits are listed in `schema` and documented in
+//! `man/katran.toml.5`.
+
+mod assemble;
+mod dataplane;
+mod document;
+mod draft;
+mod error;
+mod mappings;
+mod reader;
+pub mod schema;
+mod settings;
+mod source;
+mod suggest;
+mod validate;
+mod values;
+mod vips;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::model::State;
+
+pub use error::{ConfigErrors, Diagnostic, Severity};
+pub use settings::{Gateway, Settings, XdpMode};
+
+use source::{Problems, Source};
+
+/// What a configuration file asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub settings: Settings,
+    /// With `Gateway::Auto`, `state.globals.gateway_mac` is all zeros until
+    /// the caller resolves it.
+    pub state: State,
+    /// Socket mark -> real, for health-check packets.
+    pub somarks: BTreeMap<u32, IpAddr>,
+}
+
+/// A file that was accepted, and what looked wrong in it all the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub config: Config,
+    /// Diagnostics of severity `Warning`, in file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads and checks the file at `path`; diagnostics name it as given.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let file = path.display().to_string();
+    let unreadable = |message: String, help: &str| {
+        ConfigErrors(vec![Diagnostic {
+            severity: Severity::Error,
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message,
+            help: Some(help.to_string()),
+        }])
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        unreadable(
+            format!("cannot read the file: {e}"),
+            "check the path and that katran may read it",
+        )
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => parse(&text, &file),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let text = String::from_utf8_lossy(bytes.get(..valid).unwrap_or_default());
+            let (line, column) = Source::new(&file, &text).position(valid);
+            Err(ConfigErrors(vec![Diagnostic {
+                severity: Severity::Error,
+                file: file.clone(),
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+                help: Some("save the file as UTF-8".into()),
+            }]))
+        }
+    }
+}
+
+/// Checks `text`; `file_name` is only used to name the file in diagnostics.
+pub fn parse(text: &str, file_name: &str) -> Result<Loaded, ConfigErrors> {
+    let source = Source::new(file_name, text);
+    let mut problems = Problems::default();
+    let draft = document::read(text, &mut problems);
+    if let Some(d) = &draft {
+        validate::check(d, &source, &mut problems);
+    }
+    let failed = problems.has_errors();
+    let (errors, warnings) = problems.into_diagnostics(&source);
+    match draft {
+        Some(d) if !failed => Ok(Loaded {
+            config: assemble::config(&d),
+            warnings,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
