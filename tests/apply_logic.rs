@@ -73,17 +73,30 @@ fn apply_then_read_back_is_the_same_state() {
 #[test]
 fn the_flip_comes_after_every_write_of_the_new_generation() {
     let mut store = MemStore::new(limits());
-    apply(&mut store, &state(vec![vip("10.0.0.1", 80, &[("10.1.0.1", 1)])])).unwrap();
+    apply(
+        &mut store,
+        &state(vec![vip("10.0.0.1", 80, &[("10.1.0.1", 1)])]),
+    )
+    .unwrap();
     store.journal.clear();
     apply(
         &mut store,
-        &state(vec![vip("10.0.0.1", 80, &[("10.1.0.1", 1), ("10.1.0.2", 1)]), vip("10.0.0.3", 80, &[("10.1.0.3", 1)])]),
+        &state(vec![
+            vip("10.0.0.1", 80, &[("10.1.0.1", 1), ("10.1.0.2", 1)]),
+            vip("10.0.0.3", 80, &[("10.1.0.3", 1)]),
+        ]),
     )
     .unwrap();
-    let flip = store.journal.iter().position(|l| l.starts_with("flip")).expect("a flip");
+    let flip = store
+        .journal
+        .iter()
+        .position(|l| l.starts_with("flip"))
+        .expect("a flip");
     let after = &store.journal[flip + 1..];
     assert!(
-        after.iter().all(|l| !l.starts_with("vip ") && !l.starts_with("ring ") && !l.starts_with("ctl")),
+        after
+            .iter()
+            .all(|l| !l.starts_with("vip ") && !l.starts_with("ring ") && !l.starts_with("ctl")),
         "configuration written after the flip: {after:?}"
     );
     assert!(store.journal[..flip].iter().any(|l| l.starts_with("ring ")));
@@ -92,13 +105,31 @@ fn the_flip_comes_after_every_write_of_the_new_generation() {
 #[test]
 fn the_live_generation_is_untouched_by_the_next_apply() {
     let mut store = MemStore::new(limits());
-    apply(&mut store, &state(vec![vip("10.0.0.1", 80, &[("10.1.0.1", 1)])])).unwrap();
+    apply(
+        &mut store,
+        &state(vec![vip("10.0.0.1", 80, &[("10.1.0.1", 1)])]),
+    )
+    .unwrap();
     let live_gen = store.active_gen().unwrap();
-    let before: Vec<_> = store.vips.values().filter(|v| v.gen == live_gen).copied().collect();
+    let before: Vec<_> = store
+        .vips
+        .values()
+        .filter(|v| v.gen == live_gen)
+        .copied()
+        .collect();
     let ring_before = store.ring(before[0].ring_id).unwrap();
-    apply(&mut store, &state(vec![vip("10.0.0.1", 80, &[("10.1.0.2", 1)])])).unwrap();
+    apply(
+        &mut store,
+        &state(vec![vip("10.0.0.1", 80, &[("10.1.0.2", 1)])]),
+    )
+    .unwrap();
     // the old generation's entries and ring are still there for in-flight packets
-    let old: Vec<_> = store.vips.values().filter(|v| v.gen == live_gen).copied().collect();
+    let old: Vec<_> = store
+        .vips
+        .values()
+        .filter(|v| v.gen == live_gen)
+        .copied()
+        .collect();
     assert_eq!(old, before);
     assert_eq!(store.ring(before[0].ring_id).unwrap(), ring_before);
     assert_ne!(store.active_gen().unwrap(), live_gen);
@@ -107,16 +138,53 @@ fn the_live_generation_is_untouched_by_the_next_apply() {
 #[test]
 fn reals_keep_their_index_and_removed_ones_are_marked_after_the_flip() {
     let mut store = MemStore::new(limits());
-    apply(&mut store, &state(vec![vip("10.0.0.1", 80, &[("10.1.0.1", 1), ("10.1.0.2", 1)])])).unwrap();
-    let idx_of = |s: &MemStore, a: &str| s.reals.iter().find(|(_, r)| r.addr == ip(a)).map(|(i, _)| *i);
+    apply(
+        &mut store,
+        &state(vec![vip(
+            "10.0.0.1",
+            80,
+            &[("10.1.0.1", 1), ("10.1.0.2", 1)],
+        )]),
+    )
+    .unwrap();
+    let idx_of = |s: &MemStore, a: &str| {
+        s.reals
+            .iter()
+            .find(|(_, r)| r.addr == ip(a))
+            .map(|(i, _)| *i)
+    };
     let i2 = idx_of(&store, "10.1.0.2").unwrap();
     store.journal.clear();
-    apply(&mut store, &state(vec![vip("10.0.0.1", 80, &[("10.1.0.2", 5), ("10.1.0.3", 1)])])).unwrap();
-    assert_eq!(idx_of(&store, "10.1.0.2"), Some(i2), "a kept real keeps its index");
-    let removed = store.reals.values().find(|r| r.addr == ip("10.1.0.1")).unwrap();
+    apply(
+        &mut store,
+        &state(vec![vip(
+            "10.0.0.1",
+            80,
+            &[("10.1.0.2", 5), ("10.1.0.3", 1)],
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        idx_of(&store, "10.1.0.2"),
+        Some(i2),
+        "a kept real keeps its index"
+    );
+    let removed = store
+        .reals
+        .values()
+        .find(|r| r.addr == ip("10.1.0.1"))
+        .unwrap();
     assert!(removed.removed);
-    let flip = store.journal.iter().position(|l| l.starts_with("flip")).unwrap();
-    let mark = store.journal.iter().position(|l| l.starts_with("real") && l.ends_with("10.1.0.1")).unwrap();
+    let flip = store
+        .journal
+        .iter()
+        .position(|l| l.starts_with("flip"))
+        .unwrap();
+    let mark = store
+        .journal
+        .iter()
+        .position(|l| l.starts_with("real") && l.ends_with("10.1.0.1"))
+        .unwrap();
     assert!(mark > flip, "a removed real is marked only after the flip");
     // a new real never takes the removed real's index while fresh ones exist
     assert_ne!(idx_of(&store, "10.1.0.3"), idx_of(&store, "10.1.0.1"));
@@ -143,10 +211,16 @@ fn vip_numbers_are_stable_and_rings_alternate_halves() {
 #[test]
 fn too_many_vips_or_reals_fail_before_anything_is_written() {
     let mut store = MemStore::new(limits());
-    let many: Vec<Vip> = (1..=5).map(|i| vip(&format!("10.0.0.{i}"), 80, &[("10.1.0.1", 1)])).collect();
+    let many: Vec<Vip> = (1..=5)
+        .map(|i| vip(&format!("10.0.0.{i}"), 80, &[("10.1.0.1", 1)]))
+        .collect();
     let err = apply(&mut store, &state(many)).unwrap_err();
     assert!(err.to_string().contains("too many VIPs"), "{err}");
-    assert!(store.journal.is_empty(), "nothing written: {:?}", store.journal);
+    assert!(
+        store.journal.is_empty(),
+        "nothing written: {:?}",
+        store.journal
+    );
 
     let reals: Vec<(String, u32)> = (1..=9).map(|i| (format!("10.1.0.{i}"), 1)).collect();
     let refs: Vec<(&str, u32)> = reals.iter().map(|(a, w)| (a.as_str(), *w)).collect();

@@ -93,6 +93,40 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 }
 
 impl Maps {
+    /// Every map with its pin name.
+    pub fn named(&self) -> [(&'static str, &MapHandle); 13] {
+        [
+            ("lb_gen", &self.lb_gen),
+            ("lb_ctl", &self.lb_ctl),
+            ("vips", &self.vips),
+            ("vip_addrs", &self.vip_addrs),
+            ("rings", &self.rings),
+            ("reals", &self.reals),
+            ("backends", &self.backends),
+            ("server_ids", &self.server_ids),
+            ("conn_tables", &self.conn_tables),
+            ("conn_fallback", &self.conn_fallback),
+            ("stats", &self.stats),
+            ("vip_stats", &self.vip_stats),
+            ("real_stats", &self.real_stats),
+        ]
+    }
+
+    /// Ring size, maximum VIPs and maximum reals the maps were sized for.
+    pub fn limits(&self) -> Result<Limits> {
+        let max_vips = self.vip_stats.max_entries();
+        let rings = self.rings.max_entries();
+        ensure!(
+            max_vips > 0 && rings % (2 * max_vips) == 0,
+            "rings map size {rings} does not fit {max_vips} VIPs"
+        );
+        Ok(Limits {
+            ring_size: rings / (2 * max_vips),
+            max_vips,
+            max_reals: self.reals.max_entries().saturating_sub(1),
+        })
+    }
+
     /// Opens the maps pinned under `dir`, checking each one's shape.
     pub fn open_pinned(dir: &Path) -> Result<Maps> {
         let open = |name: &str| -> Result<MapHandle> {
@@ -213,19 +247,9 @@ pub struct KernelStore {
 }
 
 impl KernelStore {
-    /// `ring_size` comes from the loaded program; the other limits are read
-    /// from the maps' sizes.
-    pub fn new(maps: Maps, ring_size: u32) -> Result<KernelStore> {
-        let rings = maps.rings.max_entries();
-        ensure!(
-            ring_size > 0 && rings % ring_size == 0,
-            "rings map size {rings} is not a multiple of ring size {ring_size}"
-        );
-        let limits = Limits {
-            ring_size,
-            max_vips: rings / ring_size / 2,
-            max_reals: maps.reals.max_entries().saturating_sub(1),
-        };
+    /// The limits are read from the maps' sizes.
+    pub fn new(maps: Maps) -> Result<KernelStore> {
+        let limits = maps.limits()?;
         let ring = RingMem::map(&maps.rings)?;
         Ok(KernelStore { maps, limits, ring })
     }

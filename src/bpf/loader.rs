@@ -158,7 +158,7 @@ impl Dataplane {
     }
 
     pub fn store(&self) -> Result<KernelStore> {
-        KernelStore::new(self.maps()?, self.options.ring_size)
+        KernelStore::new(self.maps()?)
     }
 
     pub fn balancer(&self) -> &libbpf_rs::ProgramMut<'static> {

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod frames;
+
 use std::path::PathBuf;
 
 /// Whether privileged tests can run; prints `skipped: NAME: reason` if not.

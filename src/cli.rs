@@ -1,0 +1,259 @@
+//! Command-line interface: clap definitions and the commands. Each command
+//! validates its input completely before it touches the system.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::apply::read_live;
+use crate::config::{self, Config};
+use crate::daemon_status::DEFAULT_STATUS_FILE;
+use crate::live::{self, Pins};
+use crate::plan;
+use crate::reconcile::{reconcile, resolve_gateway};
+
+pub const DEFAULT_CONFIG: &str = "/etc/katran.toml";
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/katran";
+
+/// Exit code of `apply --detailed-exitcode` when there are changes.
+const EXIT_CHANGES: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "katran",
+    version,
+    about = "A layer-4 XDP load balancer driven by one TOML file"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate a configuration file (no root, no kernel access).
+    Check {
+        /// The configuration file.
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Make the live dataplane match the file, atomically; load and attach it
+    /// when absent.
+    Apply {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only print what would change, compared with the live maps (or with
+        /// an empty state where there are none).
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when there are changes (0: none, 1: error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Print the plan between two files (for reviewing a change).
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run as a daemon: apply the file and keep it applied (file changes,
+    /// SIGHUP); SIGTERM leaves the dataplane forwarding.
+    Run {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Where the daemon reports its reloads for `katran status`.
+        #[arg(long, default_value = DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+        /// Detach and unpin everything when stopping.
+        #[arg(long)]
+        down_on_exit: bool,
+    },
+    /// The live configuration (read back from the maps) and the daemon's state.
+    Status {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long, default_value = DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach from every interface and remove everything pinned.
+    Down {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => Ok(check(&config)),
+        Command::Apply {
+            config,
+            dry_run,
+            json,
+            detailed_exitcode,
+        } => {
+            let Some(cfg) = load(&config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let changed = if dry_run {
+                dry_run_cmd(cfg, json)?
+            } else {
+                apply_cmd(cfg, json)?
+            };
+            Ok(if detailed_exitcode && changed {
+                ExitCode::from(EXIT_CHANGES)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Diff { old, new, json } => {
+            let (Some(a), Some(b)) = (load(&old), load(&new)) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            print_plan(
+                &plan::diff(Some(&a.state), &b.state, b.settings.ring_size),
+                json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            config,
+            status_file,
+            down_on_exit,
+        } => {
+            crate::daemon::run(crate::daemon::Options {
+                config,
+                status_file,
+                down_on_exit,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            pin_dir,
+            status_file,
+            json,
+        } => crate::status::show(&pin_dir, &status_file, json),
+        Command::Down { pin_dir } => {
+            let pins = Pins::new(&pin_dir);
+            if !pin_dir.exists() {
+                println!("nothing pinned at {}", pin_dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let attached = pins.attached();
+            live::down(&pins)?;
+            println!(
+                "detached from [{}] and removed {}",
+                attached.join(", "),
+                pin_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads a file, printing every problem; `None` when it is unusable.
+fn load(path: &Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Some(loaded.config)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            None
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let Some(cfg) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    let reals: std::collections::BTreeSet<_> = cfg
+        .state
+        .vips
+        .iter()
+        .flat_map(|v| v.reals.iter().map(|r| r.addr))
+        .collect();
+    println!(
+        "{}: ok ({} VIPs, {} reals)",
+        path.display(),
+        cfg.state.vips.len(),
+        reals.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_plan(p: &plan::Plan, json: bool) {
+    if json {
+        println!("{}", p.to_json());
+    } else {
+        print!("{p}");
+    }
+}
+
+/// Prints the plan against the live maps; returns whether anything changes.
+fn dry_run_cmd(mut cfg: Config, json: bool) -> Result<bool> {
+    let pins = Pins::new(&cfg.settings.pin_dir);
+    let live_state = match live::open(&pins) {
+        Ok(Some(store)) => read_live(&store)?,
+        Ok(None) => {
+            eprintln!(
+                "no live dataplane at {}: planning against an empty state",
+                pins.dir.display()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "cannot read the live dataplane at {} ({e:#}): planning against an empty state",
+                pins.dir.display()
+            );
+            None
+        }
+    };
+    let fallback = live_state
+        .as_ref()
+        .map(|s| s.globals.gateway_mac)
+        .or(Some(Default::default()));
+    resolve_gateway(&mut cfg, fallback)?;
+    let p = plan::diff(live_state.as_ref(), &cfg.state, cfg.settings.ring_size);
+    print_plan(&p, json);
+    Ok(!p.is_empty())
+}
+
+/// Applies the file; returns whether anything changed.
+fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
+    let pin_dir = cfg.settings.pin_dir.clone();
+    let out = reconcile(cfg)?;
+    if out.loaded {
+        eprintln!(
+            "loaded the dataplane and pinned it at {}",
+            pin_dir.display()
+        );
+    }
+    if let Some(r) = &out.report {
+        eprintln!(
+            "applied: generation {} live, {} ring slots written",
+            r.gen, r.ring_slots
+        );
+    }
+    for (iface, how) in &out.attached {
+        eprintln!("attached to {iface} ({how} XDP)");
+    }
+    for iface in &out.detached {
+        eprintln!("detached from {iface} (no longer in the file)");
+    }
+    print_plan(&out.plan, json);
+    Ok(!out.plan.is_empty())
+}
