@@ -1,0 +1,274 @@
+//! `katran run`: load or adopt the dataplane, apply the file, then keep it
+//! applied — on file changes (the directory is watched, so editors that
+//! write a new file and rename it are seen), on SIGHUP, and never with a
+//! broken file: the last good configuration stays in force and the failure
+//! is reported in the status file until a good file arrives.
+//!
+//! SIGTERM/SIGINT end the process and leave the dataplane pinned and
+//! forwarding, so a restart or an upgrade drops nothing; the next start
+//! adopts it and finds an empty plan.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use notify::{RecursiveMode, Watcher};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::apply::read_live;
+use crate::config;
+use crate::daemon_status::{DaemonStatus, Event};
+use crate::live::{self, Pins};
+use crate::model::State;
+use crate::reconcile::{reconcile, Outcome};
+use crate::sdnotify::{monotonic_usec, notify};
+
+/// Bursts of file events closer than this are one reload.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How often the maps are compared with what this daemon applied.
+const DRIFT_CHECK: Duration = Duration::from_secs(2);
+
+pub struct Options {
+    pub config: PathBuf,
+    pub status_file: PathBuf,
+    /// Detach and unpin everything on SIGTERM/SIGINT.
+    pub down_on_exit: bool,
+}
+
+enum Wake {
+    FileChanged,
+    Hangup,
+    Stop,
+}
+
+fn watch_file(path: &Path, tx: Sender<Wake>) -> Result<notify::RecommendedWatcher> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("the config path names no file")?
+        .to_os_string();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev.kind.is_access() {
+                return;
+            }
+            if ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                let _ = tx.send(Wake::FileChanged);
+            }
+        }
+    })
+    .context("creating the file watcher")?;
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(watcher)
+}
+
+fn watch_signals(tx: Sender<Wake>) -> Result<()> {
+    let mut signals =
+        Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let wake = if sig == SIGHUP {
+                Wake::Hangup
+            } else {
+                Wake::Stop
+            };
+            if tx.send(wake).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+struct Daemon {
+    opts: Options,
+    status: DaemonStatus,
+    pins: PathBuf,
+    /// What this daemon last applied (to notice changes made by others).
+    applied: State,
+}
+
+impl Daemon {
+    fn save_status(&self) {
+        if let Err(e) = self.status.write(&self.opts.status_file) {
+            log::warn!("{e:#}");
+        }
+    }
+
+    fn record(&mut self, outcome: &Outcome) {
+        for (iface, how) in &outcome.attached {
+            log::info!("attached to {iface} ({how} XDP)");
+            self.status.attached.retain(|(i, _)| i != iface);
+            self.status.attached.push((iface.clone(), how.to_string()));
+        }
+        for iface in &outcome.detached {
+            log::info!("detached from {iface}");
+            self.status.attached.retain(|(i, _)| i != iface);
+        }
+        self.status.last_applied = Some(Event::now(outcome.plan.summary()));
+        self.status.last_error = None;
+        self.status.failures = 0;
+        self.applied = outcome.state.clone();
+    }
+
+    /// check -> plan -> atomic apply; a failure keeps the last good state.
+    fn reload(&mut self, why: &str) {
+        notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let result = match config::load(&self.opts.config) {
+            Err(errors) => {
+                for d in &errors.0 {
+                    log::error!("{d}");
+                }
+                Err(format!(
+                    "{} error(s) in {}; first: {}",
+                    errors.0.len(),
+                    self.opts.config.display(),
+                    errors.0[0]
+                ))
+            }
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    log::warn!("{w}");
+                }
+                reconcile(loaded.config).map_err(|e| format!("{e:#}"))
+            }
+        };
+        match result {
+            Ok(outcome) => {
+                log::info!("reload ({why}): {}", outcome.plan.summary());
+                self.record(&outcome);
+                notify(&format!(
+                    "READY=1\nSTATUS=applied: {}",
+                    outcome.plan.summary()
+                ));
+            }
+            Err(message) => {
+                log::error!(
+                    "reload ({why}) failed, the last good configuration stays in force: {message}"
+                );
+                self.status.failures += 1;
+                self.status.last_error = Some(Event::now(message.clone()));
+                notify(&format!(
+                    "READY=1\nSTATUS=reload failed ({} in a row), last good configuration in force",
+                    self.status.failures
+                ));
+            }
+        }
+        self.save_status();
+    }
+
+    /// Says so when the maps no longer hold what this daemon applied.
+    fn check_drift(&mut self) {
+        let Ok(Some(store)) = live::open(&Pins::new(&self.pins)) else {
+            return;
+        };
+        let Ok(Some(live_state)) = read_live(&store) else {
+            return;
+        };
+        let mut a = live_state;
+        let mut b = self.applied.clone();
+        a.vips.sort_by_key(|v| v.key);
+        b.vips.sort_by_key(|v| v.key);
+        if a != b {
+            if self.status.external_change.is_none() {
+                log::warn!(
+                    "the live maps were changed by another process; the next reload re-applies {}",
+                    self.opts.config.display()
+                );
+                self.status.external_change = Some(Event::now(
+                    "the live maps differ from what this daemon applied",
+                ));
+                self.save_status();
+            }
+            self.applied = a;
+        }
+    }
+
+    fn serve(&mut self, rx: &Receiver<Wake>) {
+        let mut next_check = Instant::now() + DRIFT_CHECK;
+        loop {
+            let wait = next_check.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Wake::FileChanged) => {
+                    // editors write in bursts: wait for the file to settle
+                    std::thread::sleep(DEBOUNCE);
+                    let mut stop = false;
+                    while let Ok(w) = rx.try_recv() {
+                        stop |= matches!(w, Wake::Stop);
+                    }
+                    if stop {
+                        return;
+                    }
+                    self.reload("file changed");
+                }
+                Ok(Wake::Hangup) => self.reload("SIGHUP"),
+                Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.check_drift();
+                    next_check = Instant::now() + DRIFT_CHECK;
+                }
+            }
+        }
+    }
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    let loaded = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let pins = loaded.config.settings.pin_dir.clone();
+    let (tx, rx) = mpsc::channel();
+    watch_signals(tx.clone())?;
+    let _watcher = watch_file(&opts.config, tx)?;
+
+    let outcome = reconcile(loaded.config)?;
+    if outcome.loaded {
+        log::info!("loaded the dataplane, pinned at {}", pins.display());
+    } else {
+        log::info!("adopted the dataplane pinned at {}", pins.display());
+    }
+    log::info!("start: {}", outcome.plan.summary());
+    let mut daemon = Daemon {
+        status: DaemonStatus {
+            pid: std::process::id(),
+            config: opts.config.display().to_string(),
+            started: Event::now("").at,
+            ..DaemonStatus::default()
+        },
+        pins: pins.clone(),
+        applied: outcome.state.clone(),
+        opts,
+    };
+    daemon.record(&outcome);
+    daemon.save_status();
+    notify(&format!(
+        "READY=1\nSTATUS=applied: {}",
+        outcome.plan.summary()
+    ));
+
+    daemon.serve(&rx);
+    notify("STOPPING=1");
+    if daemon.opts.down_on_exit {
+        live::down(&Pins::new(&pins))?;
+        log::info!("detached and unpinned everything");
+    } else {
+        log::info!(
+            "exiting; the dataplane keeps forwarding (pinned at {})",
+            pins.display()
+        );
+    }
+    let _ = std::fs::remove_file(&daemon.opts.status_file);
+    Ok(())
+}

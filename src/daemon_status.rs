@@ -1,0 +1,65 @@
+//! What the daemon tells `katran status`: its last reload and its failures,
+//! written atomically to a small JSON file (default `/run/katran/status.json`).
+//! The configuration itself is never kept here: it lives in the maps.
+
+use std::fs;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_STATUS_FILE: &str = "/run/katran/status.json";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub message: String,
+}
+
+impl Event {
+    pub fn now(message: impl Into<String>) -> Event {
+        Event {
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub config: String,
+    pub started: u64,
+    /// The last reload that applied (its one-line plan summary).
+    pub last_applied: Option<Event>,
+    /// The last reload that failed; cleared when a good file is applied.
+    pub last_error: Option<Event>,
+    /// Failed reloads since the last good one.
+    pub failures: u64,
+    /// The maps were changed by another process (e.g. `katran apply`).
+    pub external_change: Option<Event>,
+    /// Interfaces and XDP modes.
+    pub attached: Vec<(String, String)>,
+}
+
+impl DaemonStatus {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
+    }
+
+    pub fn read(path: &Path) -> Result<DaemonStatus> {
+        let text = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}

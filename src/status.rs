@@ -1,0 +1,110 @@
+//! `katran status`: the configuration the dataplane forwards by, read back
+//! from the maps, plus what the daemon reported (last reload, failures).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::apply::read_live;
+use crate::daemon_status::DaemonStatus;
+use crate::live::{self, Pins};
+use crate::model::{Encap, State};
+use crate::store::MapStore;
+
+fn state_json(s: &State) -> Value {
+    json!({
+        "gateway_mac": s.globals.gateway_mac.to_string(),
+        "encap": match s.globals.encap {
+            Encap::Ipip => json!("ipip"),
+            Encap::Gue { port, src_v4, src_v6 } => json!({"gue": {"port": port, "source_v4": src_v4, "source_v6": src_v6}}),
+        },
+        "ring": format!("{:?}", s.ring),
+        "vips": s.vips.iter().map(|v| json!({
+            "vip": v.key.to_string(),
+            "flags": v.flags.names(),
+            "reals": v.reals.iter().map(|r| json!({"address": r.addr, "weight": r.weight})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "server_ids": s.server_ids.iter().map(|(id, a)| json!({"id": id, "real": a})).collect::<Vec<_>>(),
+        "down_reals": s.down_reals,
+    })
+}
+
+fn ago(at: u64) -> String {
+    let now = crate::daemon_status::Event::now("").at;
+    format!("{}s ago", now.saturating_sub(at))
+}
+
+pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCode> {
+    let pins = Pins::new(pin_dir);
+    let store = live::open(&pins)?;
+    let daemon = DaemonStatus::read(status_file).ok();
+    let (gen, state) = match &store {
+        Some(s) => (Some(s.active_gen()?), read_live(s)?),
+        None => (None, None),
+    };
+    if json_out {
+        let v = json!({
+            "pin_dir": pin_dir,
+            "generation": gen,
+            "attached": pins.attached(),
+            "live": state.as_ref().map(state_json),
+            "daemon": daemon,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(state) = state else {
+        println!("no dataplane pinned at {}", pin_dir.display());
+        return Ok(ExitCode::from(3));
+    };
+    println!(
+        "dataplane pinned at {}, generation {}, attached to [{}]",
+        pin_dir.display(),
+        gen.unwrap_or(0),
+        pins.attached().join(", ")
+    );
+    let encap = match state.globals.encap {
+        Encap::Ipip => "ipip".to_string(),
+        Encap::Gue { port, .. } => format!("gue (port {port})"),
+    };
+    println!(
+        "gateway {}, encapsulation {encap}, ring {:?}",
+        state.globals.gateway_mac, state.ring
+    );
+    for v in &state.vips {
+        let flags = v.flags.names();
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        };
+        println!("vip {}{flags}", v.key);
+        for r in &v.reals {
+            let note = if r.weight == 0 { "  (drained)" } else { "" };
+            println!("    {:<40} weight {}{note}", r.addr.to_string(), r.weight);
+        }
+    }
+    match daemon {
+        None => println!("daemon: not running (no {})", status_file.display()),
+        Some(d) => {
+            println!("daemon: pid {}, config {}", d.pid, d.config);
+            if let Some(a) = &d.last_applied {
+                println!("  last applied {}: {}", ago(a.at), a.message);
+            }
+            if let Some(e) = &d.last_error {
+                println!(
+                    "  LAST RELOAD FAILED {} ({} failure(s) in a row): {}",
+                    ago(e.at),
+                    d.failures,
+                    e.message
+                );
+            }
+            if let Some(x) = &d.external_change {
+                println!("  note {}: {}", ago(x.at), x.message);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
