@@ -136,6 +136,8 @@ INLINE int process(struct xdp_md *ctx)
 		return XDP_PASS;
 
 	gen = active_gen();
+	if (what == PARSED_REJECT)
+		return is_vip_addr(&p, gen) ? drop(p.reject) : XDP_PASS;
 	if (what == PARSED_ECHO) {
 		if (!is_vip_addr(&p, gen))
 			return XDP_PASS;

@@ -33,6 +33,8 @@ struct pkt {
 	__u8 icmp;            /* the flow was taken from a quoted ICMP error */
 	__u8 tcp_flags;       /* byte 13 of the TCP header, 0 for UDP */
 	__u16 l4_off;         /* frame offset of the (quoted) transport header */
+	__u16 ip_end;         /* frame offset where the (outer) IP packet ends */
+	__u8 reject;          /* enum lb_stat: not forwardable (options, fragment) */
 };
 
 #define TCPF_RST_BIT 0x04

@@ -178,11 +178,22 @@ INLINE int gue_checksum(void *outer_ip, int outer_v6, struct udphdr *uh, const s
 		if (inner + IP6_LEN > data_end)
 			return drop(STAT_DROP_ENCAP);
 		uh->check = gue_csum(outer_ip, outer_v6, uh, inner, 1);
-	} else {
-		if (inner + IP4_LEN > data_end)
-			return drop(STAT_DROP_ENCAP);
-		uh->check = gue_csum(outer_ip, outer_v6, uh, inner, 0);
+		return XDP_TX;
 	}
+	if (inner + IP4_LEN > data_end)
+		return drop(STAT_DROP_ENCAP);
+	/* An IPv4 UDP datagram sent without a checksum gives the shortcut
+	 * nothing to build on: send the GUE datagram without one too (allowed
+	 * for IPv4, and for tunnels over IPv6 by RFC 6935). */
+	if (p->flow.proto == IPPROTO_UDP && !p->icmp) {
+		struct udphdr *iuh = inner + IP4_LEN;
+
+		if ((void *)(iuh + 1) > data_end)
+			return drop(STAT_DROP_ENCAP);
+		if (iuh->check == 0)
+			return XDP_TX;
+	}
+	uh->check = gue_csum(outer_ip, outer_v6, uh, inner, 0);
 	return XDP_TX;
 }
 

@@ -2,10 +2,12 @@
 /*
  * Header parsing: Ethernet -> IPv4/IPv6 -> (quoted ICMP) -> TCP/UDP.
  *
- * Every header has a fixed position here: IPv4 options and fragments are
- * dropped, IPv6 extension headers other than the fragment header (dropped)
- * are not parsed (such packets are not VIP traffic we understand and go to
- * the kernel). The result is a `struct pkt` describing the flow.
+ * Every header has a fixed position here. IPv4 options and fragments (and
+ * IPv6 fragments) cannot be balanced: they are dropped when addressed to a
+ * VIP and passed to the kernel otherwise. Other IPv6 extension headers are
+ * not parsed (such packets go to the kernel). Length fields are checked
+ * against the frame, so nothing is forwarded with a length that lies.
+ * The result is a `struct pkt` describing the flow.
  */
 #ifndef LB_PARSE_H
 #define LB_PARSE_H
@@ -43,6 +45,7 @@ enum parsed {
 	PARSED_FLOW,    /* a TCP/UDP flow (maybe from a quoted ICMP error) */
 	PARSED_ECHO,    /* an ICMP(v6) echo request */
 	PARSED_OTHER,   /* not ours: pass to the kernel */
+	PARSED_REJECT,  /* IP options or a fragment: dropped if for a VIP (p->reject says why) */
 };
 
 INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
@@ -56,7 +59,7 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
 INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
 {
 	struct udphdr *uh = data + off;
-	__u16 need;
+	__u32 need;
 
 	if (p->flow.proto == IPPROTO_TCP)
 		need = p->icmp ? 8 : sizeof(struct tcphdr);
@@ -65,8 +68,16 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
 	else
 		return XDP_PASS;
 
-	if (off > 200 || data + off + need > data_end)
+	/* the header must be in the frame and inside the IP packet */
+	if (off > 200 || data + off + need > data_end || off + need > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
+	if (p->flow.proto == IPPROTO_TCP && !p->icmp) {
+		struct tcphdr *th = data + off;
+		__u32 len = th->doff * 4;
+
+		if (len < sizeof(*th) || off + len > p->ip_end)
+			return drop(STAT_DROP_MALFORMED);
+	}
 
 	/* TCP and UDP both start with source and destination port. */
 	if (p->icmp) {
@@ -86,6 +97,14 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
 	return NO_VERDICT;
 }
 
+/* Not forwardable: dropped when addressed to a VIP, passed otherwise. */
+INLINE int reject(struct pkt *p, enum parsed *what, __u32 reason)
+{
+	p->reject = reason;
+	*what = PARSED_REJECT;
+	return NO_VERDICT;
+}
+
 /* IPv4 ICMP: echo requests are answered by the caller; destination
  * unreachable (fragmentation needed among them) is forwarded to the real
  * owning the quoted flow; the rest goes to the kernel. */
@@ -94,7 +113,7 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	struct icmp_hdr *icmp = data + ETH_LEN + IP4_LEN;
 	struct iphdr *inner = data + ETH_LEN + IP4_LEN + ICMP_LEN;
 
-	if ((void *)(icmp + 1) > data_end)
+	if ((void *)(icmp + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMP_ECHO) {
 		*what = PARSED_ECHO;
@@ -104,10 +123,10 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 		*what = PARSED_OTHER;
 		return NO_VERDICT;
 	}
-	if ((void *)(inner + 1) > data_end)
+	if ((void *)(inner + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (inner->ihl != 5)
-		return drop(STAT_DROP_IPV4_OPTIONS);
+		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
 	if (icmp->code == ICMP_FRAG_NEEDED)
 		count(STAT_ICMP_TOO_BIG_V4);
 	p->icmp = 1;
@@ -123,7 +142,7 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	struct icmp_hdr *icmp = data + ETH_LEN + IP6_LEN;
 	struct ipv6hdr *inner = data + ETH_LEN + IP6_LEN + ICMP_LEN;
 
-	if ((void *)(icmp + 1) > data_end)
+	if ((void *)(icmp + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_ECHO_REQUEST) {
 		*what = PARSED_ECHO;
@@ -133,7 +152,7 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 		*what = PARSED_OTHER;
 		return NO_VERDICT;
 	}
-	if ((void *)(inner + 1) > data_end)
+	if ((void *)(inner + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_PKT_TOOBIG)
 		count(STAT_ICMP_TOO_BIG_V6);
@@ -148,17 +167,24 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *what)
 {
 	struct iphdr *iph = data + ETH_LEN;
+	__u32 total;
 
-	if ((void *)(iph + 1) > data_end)
+	if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5)
 		return drop(STAT_DROP_MALFORMED);
-	if (iph->ihl != 5)
-		return iph->ihl < 5 ? drop(STAT_DROP_MALFORMED) : drop(STAT_DROP_IPV4_OPTIONS);
-	if (iph->frag_off & bpf_htons(IP4_FRAG_MASK))
-		return drop(STAT_DROP_FRAGMENT);
+	total = bpf_ntohs(iph->tot_len);
+	/* the length must cover the header and fit in the frame (the frame may
+	 * be longer: Ethernet padding) */
+	if (total < iph->ihl * 4 || data + ETH_LEN + total > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	p->ip_end = ETH_LEN + total;
 	p->tos = iph->tos;
-	p->ip_bytes = bpf_ntohs(iph->tot_len);
+	p->ip_bytes = total;
 	p->flow.src[0] = iph->saddr;
 	p->flow.dst[0] = iph->daddr;
+	if (iph->ihl != 5)
+		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
+	if (iph->frag_off & bpf_htons(IP4_FRAG_MASK))
+		return reject(p, what, STAT_DROP_FRAGMENT);
 	if (iph->protocol == IPPROTO_ICMP)
 		return parse_icmp4(data, data_end, p, what);
 	*what = PARSED_FLOW;
@@ -169,16 +195,21 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *what)
 {
 	struct ipv6hdr *ip6h = data + ETH_LEN;
+	__u32 payload;
 
-	if ((void *)(ip6h + 1) > data_end)
+	if ((void *)(ip6h + 1) > data_end || ip6h->version != 6)
 		return drop(STAT_DROP_MALFORMED);
+	payload = bpf_ntohs(ip6h->payload_len);
+	if (data + ETH_LEN + IP6_LEN + payload > data_end)
+		return drop(STAT_DROP_MALFORMED);
+	p->ip_end = ETH_LEN + IP6_LEN + payload;
 	p->v6 = 1;
 	p->tos = ipv6_tos(ip6h);
-	p->ip_bytes = bpf_ntohs(ip6h->payload_len);
-	if (ip6h->nexthdr == IPPROTO_FRAGMENT)
-		return drop(STAT_DROP_FRAGMENT);
+	p->ip_bytes = payload;
 	__builtin_memcpy(p->flow.src, &ip6h->saddr, 16);
 	__builtin_memcpy(p->flow.dst, &ip6h->daddr, 16);
+	if (ip6h->nexthdr == IPPROTO_FRAGMENT)
+		return reject(p, what, STAT_DROP_FRAGMENT);
 	if (ip6h->nexthdr == IPPROTO_ICMPV6)
 		return parse_icmp6(data, data_end, p, what);
 	*what = PARSED_FLOW;
