@@ -165,6 +165,32 @@ fn assign_vip_nums(
     Ok(out)
 }
 
+/// The reals list of every ring, by ring id, when it is complete (positions
+/// 0..n without gaps); a partly written list is left out, so it never
+/// matches and its ring is rewritten.
+fn lists_by_ring(records: Vec<BackendRecord>) -> BTreeMap<u32, Vec<BackendRecord>> {
+    let mut by: BTreeMap<u32, Vec<BackendRecord>> = BTreeMap::new();
+    for b in records {
+        by.entry(b.ring_id).or_default().push(b);
+    }
+    for list in by.values_mut() {
+        list.sort_by_key(|b| b.pos);
+    }
+    by
+}
+
+fn complete(list: &[BackendRecord]) -> bool {
+    list.iter().enumerate().all(|(i, b)| b.pos as usize == i)
+}
+
+fn same_list(have: Option<&Vec<BackendRecord>>, want: &[(u32, u32)]) -> bool {
+    have.is_some_and(|h| {
+        complete(h)
+            && h.len() == want.len()
+            && h.iter().zip(want).all(|(b, w)| (b.real, b.weight) == *w)
+    })
+}
+
 /// Makes `desired` the live configuration.
 pub fn apply(store: &mut dyn MapStore, desired: &State) -> Result<ApplyReport> {
     let limits = store.limits();
@@ -189,23 +215,14 @@ pub fn apply(store: &mut dyn MapStore, desired: &State) -> Result<ApplyReport> {
         vips: desired.vips.len(),
         ..ApplyReport::default()
     };
+    // The generation being written holds what was live two applies ago;
+    // its rings can be reused only if that apply completed it with the same
+    // ring kind. The live generation is complete by definition.
+    let reusable = matches!(store.ctl(gen)?, Some((_, kind)) if kind == desired.ring);
+    let live_kind = store.ctl(live_gen)?.map(|(_, k)| k);
+    let lists = lists_by_ring(store.backends()?);
 
-    // 1. Clear what the generation being written held two applies ago.
-    for v in all_vips.iter().filter(|v| v.gen == gen) {
-        store.delete_vip(&v.key, gen)?;
-    }
-    for (addr, g) in store.vip_addrs()? {
-        if g == gen {
-            store.delete_vip_addr(addr, gen)?;
-        }
-    }
-    for b in store.backends()? {
-        if b.ring_id % 2 == u32::from(gen) {
-            store.delete_backend(b.ring_id, b.pos)?;
-        }
-    }
-
-    // 2. Reals (shared by both generations: only additions and flag changes).
+    // 1. Reals (shared by both generations: only additions and flag changes).
     for (addr, idx) in &index {
         let want = RealRecord {
             addr: *addr,
@@ -229,53 +246,77 @@ pub fn apply(store: &mut dyn MapStore, desired: &State) -> Result<ApplyReport> {
         }
     }
 
-    // 3. The new generation: rings, reals lists, VIP entries, control values.
+    // 2. The new generation. From here until `set_ctl` it is incomplete.
+    store.invalidate_ctl(gen)?;
+    let mut rings_used = BTreeSet::new();
     for vip in &desired.vips {
         let num = nums[&vip.key];
         let ring_id = num * 2 + u32::from(gen);
-        let endpoints: Vec<Endpoint> = vip
+        rings_used.insert(ring_id);
+        let want: Vec<(u32, u32)> = vip
             .reals
             .iter()
-            .map(|b| Endpoint {
-                id: index[&b.addr],
-                hash: real_hash(b.addr),
-                weight: b.weight,
-            })
+            .map(|b| (index[&b.addr], b.weight))
             .collect();
-        let ring = maglev::build(desired.ring, &endpoints, limits.ring_size);
-        let old = store.ring(ring_id)?;
-        let changes = maglev::delta(&old, &ring);
-        report.ring_slots += changes.len();
-        store.write_ring(ring_id, &changes)?;
-        for (pos, b) in vip.reals.iter().enumerate() {
-            store.put_backend(&BackendRecord {
+        let have = lists.get(&ring_id);
+        if !(reusable && same_list(have, &want)) {
+            report.ring_slots += write_ring(
+                store, desired, vip, &want, ring_id, &live_vips, &lists, live_kind,
+            )?;
+            write_list(
+                store,
                 ring_id,
-                pos: pos as u32,
-                real: index[&b.addr],
-                weight: b.weight,
-            })?;
+                have.map(Vec::as_slice).unwrap_or_default(),
+                &want,
+            )?;
         }
         if !live_vips.contains_key(&vip.key) {
             store.reset_vip_stats(num)?;
         }
-        store.put_vip(&VipRecord {
+        let record = VipRecord {
             key: vip.key,
             gen,
             flags: vip.flags,
             vip_num: num,
             ring_id,
-        })?;
+        };
+        if !all_vips.contains(&record) {
+            store.put_vip(&record)?;
+        }
+    }
+    // What this generation held for VIPs that are gone.
+    for v in all_vips
+        .iter()
+        .filter(|v| v.gen == gen && !nums.contains_key(&v.key))
+    {
+        store.delete_vip(&v.key, gen)?;
+    }
+    for (ring_id, list) in &lists {
+        if ring_id % 2 == u32::from(gen) && !rings_used.contains(ring_id) {
+            for b in list {
+                store.delete_backend(b.ring_id, b.pos)?;
+            }
+        }
     }
     let addrs: BTreeSet<IpAddr> = desired.vips.iter().map(|v| v.key.addr).collect();
-    for addr in addrs {
-        store.put_vip_addr(addr, gen)?;
+    let have_addrs: BTreeSet<IpAddr> = store
+        .vip_addrs()?
+        .into_iter()
+        .filter(|(_, g)| *g == gen)
+        .map(|(a, _)| a)
+        .collect();
+    for addr in have_addrs.difference(&addrs) {
+        store.delete_vip_addr(*addr, gen)?;
+    }
+    for addr in addrs.difference(&have_addrs) {
+        store.put_vip_addr(*addr, gen)?;
     }
     store.set_ctl(gen, &desired.globals, desired.ring)?;
 
-    // 4. The flip.
+    // 3. The flip.
     store.set_active_gen(gen)?;
 
-    // 5. What the new configuration no longer names.
+    // 4. What the new configuration no longer names.
     for (idx, r) in &live_reals {
         if !r.removed && !needed.contains(&r.addr) {
             store.put_real(
@@ -294,4 +335,66 @@ pub fn apply(store: &mut dyn MapStore, desired: &State) -> Result<ApplyReport> {
         }
     }
     Ok(report)
+}
+
+/// Writes the VIP's ring into `ring_id` (changed slots only): a copy of the
+/// live ring when the VIP's reals are unchanged, else a freshly built one.
+/// Returns the number of slots written.
+#[allow(clippy::too_many_arguments)]
+fn write_ring(
+    store: &mut dyn MapStore,
+    desired: &State,
+    vip: &Vip,
+    want: &[(u32, u32)],
+    ring_id: u32,
+    live_vips: &BTreeMap<VipKey, VipRecord>,
+    lists: &BTreeMap<u32, Vec<BackendRecord>>,
+    live_kind: Option<crate::model::RingKind>,
+) -> Result<usize> {
+    let live_ring = live_vips.get(&vip.key).map(|r| r.ring_id);
+    let ring = match live_ring {
+        Some(r) if live_kind == Some(desired.ring) && same_list(lists.get(&r), want) => {
+            store.ring(r)?
+        }
+        _ => {
+            let endpoints: Vec<Endpoint> = vip
+                .reals
+                .iter()
+                .zip(want)
+                .map(|(b, (idx, weight))| Endpoint {
+                    id: *idx,
+                    hash: real_hash(b.addr),
+                    weight: *weight,
+                })
+                .collect();
+            maglev::build(desired.ring, &endpoints, store.limits().ring_size)
+        }
+    };
+    let changes = maglev::delta(&store.ring(ring_id)?, &ring);
+    store.write_ring(ring_id, &changes)?;
+    Ok(changes.len())
+}
+
+/// Makes the reals list of `ring_id` equal `want`, writing only what differs.
+fn write_list(
+    store: &mut dyn MapStore,
+    ring_id: u32,
+    have: &[BackendRecord],
+    want: &[(u32, u32)],
+) -> Result<()> {
+    for (pos, (real, weight)) in want.iter().enumerate() {
+        let b = BackendRecord {
+            ring_id,
+            pos: pos as u32,
+            real: *real,
+            weight: *weight,
+        };
+        if !have.contains(&b) {
+            store.put_backend(&b)?;
+        }
+    }
+    for b in have.iter().filter(|b| b.pos as usize >= want.len()) {
+        store.delete_backend(b.ring_id, b.pos)?;
+    }
+    Ok(())
 }

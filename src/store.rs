@@ -60,6 +60,9 @@ pub trait MapStore {
     /// `None` when that generation was never written.
     fn ctl(&self, gen: u8) -> Result<Option<(Globals, RingKind)>>;
     fn set_ctl(&mut self, gen: u8, globals: &Globals, ring: RingKind) -> Result<()>;
+    /// Marks a generation as being written: until `set_ctl` completes it,
+    /// `ctl` returns `None` and its rings are not trusted.
+    fn invalidate_ctl(&mut self, gen: u8) -> Result<()>;
 
     /// Entries of both generations.
     fn vips(&self) -> Result<Vec<VipRecord>>;
@@ -141,6 +144,11 @@ impl MapStore for MemStore {
     fn set_ctl(&mut self, gen: u8, globals: &Globals, ring: RingKind) -> Result<()> {
         self.journal.push(format!("ctl {gen}"));
         self.ctl[gen as usize & 1] = Some((globals.clone(), ring));
+        Ok(())
+    }
+    fn invalidate_ctl(&mut self, gen: u8) -> Result<()> {
+        self.journal.push(format!("invalidate {gen}"));
+        self.ctl[gen as usize & 1] = None;
         Ok(())
     }
     fn vips(&self) -> Result<Vec<VipRecord>> {

@@ -161,14 +161,66 @@ fn get<T: Pod>(map: &MapHandle, key: &[u8]) -> Result<Option<T>> {
         .and_then(|v| from_bytes::<T>(&v)))
 }
 
+/// Every entry of a (non per-CPU) map, read with batch lookups: a handful
+/// of system calls instead of two per entry. Any failure other than the
+/// end of the map is an error, never a silently short listing.
 fn all<K: Pod, V: Pod>(map: &MapHandle) -> Result<Vec<(K, V)>> {
+    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
+    let mut count: u32 = 1024;
+    let mut token_in: Option<u64> = None;
+    let mut token_out: u64 = 0;
     let mut out = Vec::new();
-    for k in map.keys() {
-        if let (Some(key), Some(val)) = (from_bytes::<K>(&k), get::<V>(map, &k)?) {
-            out.push((key, val));
+    loop {
+        let mut keys = vec![0u8; ks * count as usize];
+        let mut vals = vec![0u8; vs * count as usize];
+        let mut n = count;
+        let opts = libbpf_rs::libbpf_sys::bpf_map_batch_opts {
+            sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_batch_opts>() as _,
+            ..Default::default()
+        };
+        let in_ptr = token_in
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |t| (t as *mut u64).cast());
+        // SAFETY: buffers hold `count` keys and values; tokens are 8 bytes
+        // (the kernel uses 4 for arrays and hashes).
+        let ret = unsafe {
+            libbpf_rs::libbpf_sys::bpf_map_lookup_batch(
+                map.as_fd().as_raw_fd(),
+                in_ptr,
+                (&mut token_out as *mut u64).cast(),
+                keys.as_mut_ptr().cast(),
+                vals.as_mut_ptr().cast(),
+                &mut n,
+                &opts,
+            )
+        };
+        let err = if ret < 0 {
+            std::io::Error::last_os_error().raw_os_error()
+        } else {
+            None
+        };
+        if err == Some(libc::ENOSPC) && count < 1 << 20 {
+            count *= 4; // a bucket larger than the batch: retry bigger
+            continue;
+        }
+        for i in 0..n as usize {
+            if let (Some(k), Some(v)) = (
+                from_bytes::<K>(&keys[i * ks..]),
+                from_bytes::<V>(&vals[i * vs..]),
+            ) {
+                out.push((k, v));
+            }
+        }
+        match err {
+            None => token_in = Some(token_out),
+            Some(libc::ENOENT) => return Ok(out),
+            Some(e) => {
+                return Err(std::io::Error::from_raw_os_error(e)).with_context(|| {
+                    format!("batch lookup of map {}", map.name().to_string_lossy())
+                })
+            }
         }
     }
-    Ok(out)
 }
 
 fn delete_if_present(map: &MapHandle, key: &[u8]) -> Result<()> {
@@ -271,6 +323,27 @@ impl KernelStore {
     }
 }
 
+impl KernelStore {
+    /// The real index a connection-table entry names for `key`: the shared
+    /// table first, then every per-CPU table.
+    pub fn conn_entry(&self, key: &types::flow_key) -> Result<Option<u32>> {
+        if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
+            return Ok(Some(e.real));
+        }
+        for cpu in 0..self.maps.conn_tables.max_entries() {
+            let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? else {
+                continue;
+            };
+            let table = MapHandle::from_map_id(id)
+                .with_context(|| format!("opening the table of CPU {cpu}"))?;
+            if let Some(e) = get::<types::conn_entry>(&table, bytes(key))? {
+                return Ok(Some(e.real));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl MapStore for KernelStore {
     fn limits(&self) -> Limits {
         self.limits
@@ -302,6 +375,15 @@ impl MapStore for KernelStore {
             .lb_ctl
             .update(&u32::from(gen).to_ne_bytes(), bytes(&c), MapFlags::ANY)
             .context("writing control values")
+    }
+
+    fn invalidate_ctl(&mut self, gen: u8) -> Result<()> {
+        // ring kind 0: "not a complete generation" (see abi::ctl_from)
+        let c = types::lb_ctl::default();
+        self.maps
+            .lb_ctl
+            .update(&u32::from(gen).to_ne_bytes(), bytes(&c), MapFlags::ANY)
+            .context("marking a generation as being written")
     }
 
     fn vips(&self) -> Result<Vec<VipRecord>> {
@@ -370,10 +452,7 @@ impl MapStore for KernelStore {
 
     fn reals(&self) -> Result<BTreeMap<u32, RealRecord>> {
         let mut out = BTreeMap::new();
-        for idx in 1..=self.limits.max_reals {
-            let Some(r) = get::<types::real_def>(&self.maps.reals, &idx.to_ne_bytes())? else {
-                continue;
-            };
+        for (idx, r) in all::<u32, types::real_def>(&self.maps.reals)? {
             if let Some((addr, down, removed)) = abi::real_from(&r) {
                 out.insert(
                     idx,
