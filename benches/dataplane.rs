@@ -1,0 +1,530 @@
+//! Dataplane and control-plane benchmark.
+//!
+//! Dataplane: every path is timed by the kernel with BPF_PROG_TEST_RUN at
+//! `repeat = 1` (one system call per packet on a fresh copy of the frame:
+//! the kernel does not restore a frame the program rewrote between
+//! repeats). Paths run interleaved, one packet each per round, so drift
+//! (frequency, other load) spreads over all of them alike. The balancer is
+//! loaded with per-CPU connection tables, as in production, and this thread
+//! is pinned to one CPU so flows stay in that CPU's table.
+//!
+//! Control plane: `apply` of a large configuration into freshly loaded maps,
+//! then of the same configuration with one weight changed.
+//!
+//! Run with `cargo bench --bench dataplane` as root.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use katran::apply::apply;
+use katran::bpf::abi::types::lb_stat;
+use katran::bpf::loader::{route_libbpf_log, Dataplane, LoadOptions};
+use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
+use katran::testrun::{run_timed, verdict_name, XDP_PASS, XDP_TX};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, ProgramMut};
+
+const WARMUP: usize = 1_000;
+const RUNS: usize = 20_000;
+const CONTROL_TRIALS: usize = 3;
+
+const VIP_TCP4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+const VIP_QUIC: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+const VIP_UDP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 3);
+const NOT_A_VIP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
+const VIP_TCP6: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 1);
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 10);
+/// QUIC server id routed by the state (connection id version 1).
+const QUIC_SERVER_ID: u32 = 1234;
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: dataplane benchmark: needs root");
+        return;
+    }
+    // libbpf's messages go to `log`, which nothing here prints.
+    route_libbpf_log();
+    if let Err(e) = run() {
+        eprintln!("dataplane benchmark failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cpu = pin_to_current_cpu()?;
+    dataplane_section(cpu)?;
+    println!();
+    control_plane_section()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Frames
+
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn ethernet(ethertype: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// TCP header (no options) followed by `payload` bytes.
+fn tcp(sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20 + payload);
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes()); // seq
+    t.extend_from_slice(&(if flags & TCP_ACK != 0 { 1u32 } else { 0 }).to_be_bytes());
+    t.push(5 << 4); // data offset
+    t.push(flags);
+    t.extend_from_slice(&65535u16.to_be_bytes()); // window
+    t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+    t.extend((0..payload).map(|i| i as u8));
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+fn ipv4_frame(src: Ipv4Addr, dst: Ipv4Addr, proto: Proto, l4: &[u8]) -> Vec<u8> {
+    let mut f = ethernet(0x0800);
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0]); // id 1, don't fragment
+    ip.push(64);
+    ip.push(proto.number());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
+fn ipv6_frame(src: Ipv6Addr, dst: Ipv6Addr, proto: Proto, l4: &[u8]) -> Vec<u8> {
+    let mut f = ethernet(0x86dd);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.push(proto.number());
+    f.push(64);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(l4);
+    f
+}
+
+/// Offsets inside an Ethernet + IPv4 frame.
+const V4_SRC: usize = 14 + 12;
+const V4_CSUM: usize = 14 + 10;
+const V4_SPORT: usize = 14 + 20;
+
+/// Gives a v4 frame its own client address and port (flow number `n`).
+fn set_v4_client(frame: &mut [u8], n: u32) {
+    // 100.64.0.0/10 holds 4M clients; ports cycle over 1024..=65023.
+    let src = Ipv4Addr::from(0x6440_0000 | (n & 0x003f_ffff));
+    let sport = 1024 + (n % 64_000) as u16;
+    frame[V4_SRC..V4_SRC + 4].copy_from_slice(&src.octets());
+    frame[V4_SPORT..V4_SPORT + 2].copy_from_slice(&sport.to_be_bytes());
+    frame[V4_CSUM..V4_CSUM + 2].copy_from_slice(&[0, 0]);
+    let sum = ipv4_checksum(&frame[14..34]);
+    frame[V4_CSUM..V4_CSUM + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// A QUIC short-header payload whose destination connection id carries
+/// `server_id` (Katran's id version 1: 16 bits after the 2-bit version).
+fn quic_short_header(server_id: u32) -> Vec<u8> {
+    assert!(server_id < 1 << 16);
+    let mut p = vec![0x40]; // short header, fixed bit
+    p.push(0x40 | (server_id >> 10) as u8);
+    p.push((server_id >> 2) as u8);
+    p.push(((server_id & 3) << 6) as u8);
+    p.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0x55]); // rest of the 8-byte id
+    p.extend((0..23).map(|i| i as u8)); // packet number and protected payload
+    p
+}
+
+// ---------------------------------------------------------------------------
+// Dataplane
+
+fn reals_v4(base: u8, n: u8) -> Vec<Backend> {
+    (1..=n)
+        .map(|i| Backend {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, base, i)),
+            weight: 1,
+        })
+        .collect()
+}
+
+fn dataplane_state() -> State {
+    let vip = |addr: IpAddr, port: u16, proto: Proto, flags: VipFlags, reals| Vip {
+        key: VipKey { addr, port, proto },
+        flags,
+        reals,
+    };
+    let quic_reals = reals_v4(3, 16);
+    let mut state = State {
+        ring: RingKind::MaglevV2,
+        ..State::default()
+    };
+    state.globals.gateway_mac = MacAddr([0x02, 0, 0, 0, 0, 0xfe]);
+    // The rate check still runs on every insert (as in production); the
+    // limit is only raised so that the benchmark's many new flows per
+    // second are all inserted.
+    state.globals.max_conn_rate = 100_000_000;
+    state.vips = vec![
+        vip(
+            IpAddr::V4(VIP_TCP4),
+            80,
+            Proto::Tcp,
+            VipFlags::default(),
+            reals_v4(1, 16),
+        ),
+        vip(
+            IpAddr::V6(VIP_TCP6),
+            80,
+            Proto::Tcp,
+            VipFlags::default(),
+            (1..=16u16)
+                .map(|i| Backend {
+                    addr: IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 2, 0, 0, 0, i)),
+                    weight: 1,
+                })
+                .collect(),
+        ),
+        vip(
+            IpAddr::V4(VIP_QUIC),
+            443,
+            Proto::Udp,
+            VipFlags {
+                quic: true,
+                ..VipFlags::default()
+            },
+            quic_reals.clone(),
+        ),
+        vip(
+            IpAddr::V4(VIP_UDP),
+            53,
+            Proto::Udp,
+            VipFlags::default(),
+            reals_v4(4, 16),
+        ),
+    ];
+    state.server_ids.insert(QUIC_SERVER_ID, quic_reals[5].addr);
+    state
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prog {
+    Balancer,
+    PassFloor,
+}
+
+struct Path {
+    name: &'static str,
+    prog: Prog,
+    frame: Vec<u8>,
+    /// A new client address and port for every run.
+    new_flow: bool,
+    verdict: u32,
+    samples: Vec<u64>,
+}
+
+impl Path {
+    fn new(name: &'static str, prog: Prog, frame: Vec<u8>, new_flow: bool, verdict: u32) -> Path {
+        Path {
+            name,
+            prog,
+            frame,
+            new_flow,
+            verdict,
+            samples: Vec::with_capacity(RUNS),
+        }
+    }
+}
+
+fn read_stats(stats: &MapHandle) -> Result<Vec<u64>> {
+    (0..lb_stat::STAT__COUNT.0)
+        .map(|i| {
+            let per_cpu = stats
+                .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the stats map")?
+                .unwrap_or_default();
+            Ok(per_cpu
+                .iter()
+                .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
+                .sum())
+        })
+        .collect()
+}
+
+/// Pins this thread to the CPU it runs on, so every run uses one CPU's
+/// connection table. Returns the CPU.
+fn pin_to_current_cpu() -> Result<usize> {
+    // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        ensure!(
+            cpu >= 0,
+            "sched_getcpu: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+        Ok(cpu as usize)
+    }
+}
+
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+fn dataplane_section(cpu: usize) -> Result<()> {
+    let dp = Dataplane::load(&LoadOptions::default()).context("loading the balancer")?;
+    let mut store = dp.store()?;
+    apply(&mut store, &dataplane_state()).context("applying the benchmark state")?;
+    let stats = &store.maps.stats;
+
+    let syn = ipv4_frame(CLIENT4, VIP_TCP4, Proto::Tcp, &tcp(40000, 80, TCP_SYN, 0));
+    let ack4 = ipv4_frame(CLIENT4, VIP_TCP4, Proto::Tcp, &tcp(40001, 80, TCP_ACK, 32));
+    let ack6 = ipv6_frame(CLIENT6, VIP_TCP6, Proto::Tcp, &tcp(40002, 80, TCP_ACK, 32));
+    let quic = ipv4_frame(
+        CLIENT4,
+        VIP_QUIC,
+        Proto::Udp,
+        &udp(40003, 443, &quic_short_header(QUIC_SERVER_ID)),
+    );
+    let udp4 = ipv4_frame(CLIENT4, VIP_UDP, Proto::Udp, &udp(40004, 53, &[0x5a; 32]));
+    let other = ipv4_frame(CLIENT4, NOT_A_VIP, Proto::Tcp, &tcp(40005, 80, TCP_ACK, 32));
+
+    let mut paths = [
+        Path::new(
+            "XDP_PASS only (floor)",
+            Prog::PassFloor,
+            other.clone(),
+            false,
+            XDP_PASS,
+        ),
+        Path::new("non-VIP pass", Prog::Balancer, other, false, XDP_PASS),
+        Path::new("new TCP flow v4", Prog::Balancer, syn, true, XDP_TX),
+        Path::new("established flow v4", Prog::Balancer, ack4, false, XDP_TX),
+        Path::new("established flow v6", Prog::Balancer, ack6, false, XDP_TX),
+        Path::new(
+            "QUIC short header with CID",
+            Prog::Balancer,
+            quic,
+            false,
+            XDP_TX,
+        ),
+        Path::new("UDP", Prog::Balancer, udp4, false, XDP_TX),
+    ];
+
+    let prog_of = |p: Prog| -> &ProgramMut<'static> {
+        match p {
+            Prog::Balancer => dp.balancer(),
+            Prog::PassFloor => dp.pass_floor(),
+        }
+    };
+    let mut out = vec![0u8; 512];
+    let mut flow_no: u32 = 0;
+    let mut one = |path: &mut Path, record: bool| -> Result<()> {
+        if path.new_flow {
+            set_v4_client(&mut path.frame, flow_no);
+            flow_no += 1;
+        }
+        let (verdict, ns) = run_timed(prog_of(path.prog), &path.frame, &mut out)?;
+        ensure!(
+            verdict == path.verdict,
+            "{}: verdict {} (expected {})",
+            path.name,
+            verdict_name(verdict),
+            verdict_name(path.verdict)
+        );
+        if record {
+            path.samples.push(ns);
+        }
+        Ok(())
+    };
+
+    // The first packet of each established path puts its flow in the table.
+    for path in paths.iter_mut() {
+        one(path, false)?;
+    }
+    for round in 0..WARMUP {
+        let n = paths.len();
+        for k in 0..n {
+            one(&mut paths[(round + k) % n], false)?;
+        }
+    }
+    let before = read_stats(stats)?;
+    let started = Instant::now();
+    for round in 0..RUNS {
+        let n = paths.len();
+        for k in 0..n {
+            one(&mut paths[(round + k) % n], true)?;
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = read_stats(stats)?;
+    check_paths(&before, &after)?;
+
+    println!("dataplane benchmark (BPF_PROG_TEST_RUN, repeat=1, {RUNS} runs/path, ns/packet)");
+    println!(
+        "per-CPU connection tables, pinned to CPU {cpu}, {WARMUP} warm-up rounds, \
+         paths interleaved ({:.1} s)",
+        elapsed.as_secs_f64()
+    );
+    println!("{:<28}{:>7}{:>7}{:>7}", "path", "median", "p10", "p90");
+    for path in paths.iter_mut() {
+        path.samples.sort_unstable();
+        let s = &path.samples;
+        println!(
+            "{:<28}{:>7}{:>7}{:>7}",
+            path.name,
+            percentile(s, 50),
+            percentile(s, 10),
+            percentile(s, 90)
+        );
+    }
+    Ok(())
+}
+
+/// Checks from the counters that each measured run took the path it names:
+/// every SYN was a table miss and was inserted, every ACK and plain UDP
+/// packet a table hit, every QUIC packet routed by its connection id.
+fn check_paths(before: &[u64], after: &[u64]) -> Result<()> {
+    let delta = |s: lb_stat| after[s.0 as usize] - before[s.0 as usize];
+    let runs = RUNS as u64;
+    let expect = [
+        (lb_stat::STAT_CONN_MISS_TCP_SYN, runs, "new TCP flows"),
+        (lb_stat::STAT_CONN_HIT, 3 * runs, "connection-table hits"),
+        (lb_stat::STAT_QUIC_CID_ROUTED, runs, "QUIC id routings"),
+        (lb_stat::STAT_XDP_PASS, runs, "passes"),
+        (lb_stat::STAT_XDP_TX, 5 * runs, "transmits"),
+        (lb_stat::STAT_CONN_MISS_TCP_NONSYN, 0, "TCP table misses"),
+        (lb_stat::STAT_CONN_MISS_UDP, 0, "UDP table misses"),
+        (lb_stat::STAT_CONN_RATE_LIMITED, 0, "rate-limited inserts"),
+        (lb_stat::STAT_FALLBACK_TABLE, 0, "fallback-table uses"),
+        (lb_stat::STAT_XDP_DROP, 0, "drops"),
+    ];
+    for (stat, want, what) in expect {
+        let got = delta(stat);
+        ensure!(
+            got == want,
+            "the measured runs counted {got} {what}, expected {want}: \
+             some path did not take the branch it is named after"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Control plane
+
+const CP_VIPS: u32 = 256;
+const CP_REALS_PER_VIP: u32 = 64;
+
+fn large_state() -> State {
+    let mut state = State {
+        ring: RingKind::MaglevV2,
+        ..State::default()
+    };
+    state.vips = (0..CP_VIPS)
+        .map(|v| Vip {
+            key: VipKey {
+                addr: IpAddr::V4(Ipv4Addr::new(10, 100, (v >> 8) as u8, v as u8)),
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            flags: VipFlags::default(),
+            reals: (0..CP_REALS_PER_VIP)
+                .map(|r| Backend {
+                    // 10.128.0.1 upwards: every real distinct
+                    addr: IpAddr::V4(Ipv4Addr::from(0x0a80_0001 + v * CP_REALS_PER_VIP + r)),
+                    weight: 100,
+                })
+                .collect(),
+        })
+        .collect();
+    state
+}
+
+fn median_ms(mut d: Vec<Duration>) -> f64 {
+    d.sort_unstable();
+    d[d.len() / 2].as_secs_f64() * 1e3
+}
+
+fn control_plane_section() -> Result<()> {
+    let options = LoadOptions {
+        ring_size: 65537,
+        max_vips: CP_VIPS,
+        max_reals: CP_VIPS * CP_REALS_PER_VIP,
+        ..LoadOptions::default()
+    };
+    let full = large_state();
+    let mut changed = full.clone();
+    changed.vips[CP_VIPS as usize / 2].reals[7].weight = 50;
+
+    let mut from_empty = Vec::new();
+    let mut one_weight = Vec::new();
+    let mut changed_slots = 0;
+    for _ in 0..CONTROL_TRIALS {
+        // A fresh load each time: the apply starts from empty maps.
+        let dp = Dataplane::load(&options).context("loading the balancer")?;
+        let mut store = dp.store()?;
+        let t = Instant::now();
+        apply(&mut store, &full).context("applying the large state")?;
+        from_empty.push(t.elapsed());
+        // The generation an apply writes holds the configuration of two
+        // applies ago: apply once more so that both hold the large state,
+        // as on a running balancer, before timing the change.
+        apply(&mut store, &full).context("applying the large state again")?;
+        let t = Instant::now();
+        let report = apply(&mut store, &changed).context("applying the one-weight change")?;
+        one_weight.push(t.elapsed());
+        ensure!(
+            report.reals_added == 0 && report.reals_removed == 0 && report.ring_slots > 0,
+            "the one-weight change wrote {report:?}"
+        );
+        changed_slots = report.ring_slots;
+    }
+
+    println!(
+        "control plane (apply, {CP_VIPS} VIPs x {CP_REALS_PER_VIP} reals, ring 65537, \
+         MaglevV2; median of {CONTROL_TRIALS})"
+    );
+    println!("{:<28}{:>10}", "operation", "ms");
+    println!("{:<28}{:>10.1}", "apply from empty", median_ms(from_empty));
+    println!(
+        "{:<28}{:>10.1}   ({changed_slots} ring slots rewritten)",
+        "one-weight change",
+        median_ms(one_weight)
+    );
+    Ok(())
+}
