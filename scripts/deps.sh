@@ -4,7 +4,7 @@
 # libbpf; iproute2/ethtool drive the network-namespace tests.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3)
 
 missing=()
 for p in "${packages[@]}"; do
