@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::apply::read_live;
@@ -83,10 +83,46 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Packet and byte rates: totals, per VIP, per real; connection table,
+    /// ICMP, server ids, drops by reason, XDP verdicts.
+    Stats {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Seconds between the two readings a rate is taken from.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Keep printing every interval.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which real a flow goes to, and why: from the file (no root), or from
+    /// the live maps with --live (also shows the connection-table entry).
+    Explain {
+        /// The client, ADDRESS:PORT ([IPv6]:PORT).
+        src: String,
+        /// The VIP, ADDRESS:PORT/PROTO.
+        vip: String,
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        live: bool,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Detach from every interface and remove everything pinned.
     Down {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+    },
+    /// Write the man page or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        target: crate::generate::Target,
     },
 }
 
@@ -140,6 +176,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             status_file,
             json,
         } => crate::status::show(&pin_dir, &status_file, json),
+        Command::Stats {
+            pin_dir,
+            interval,
+            watch,
+            json,
+        } => {
+            crate::stats_view::run(&pin_dir, interval, watch, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            src,
+            vip,
+            config,
+            live,
+            pin_dir,
+            json,
+        } => explain_cmd(&src, &vip, &config, live.then_some(pin_dir.as_path()), json),
         Command::Down { pin_dir } => {
             let pins = Pins::new(&pin_dir);
             if !pin_dir.exists() {
@@ -155,6 +208,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Generate { target } => crate::generate::run(target),
     }
 }
 
@@ -256,4 +310,89 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     }
     print_plan(&out.plan, json);
     Ok(!out.plan.is_empty())
+}
+
+fn explain_cmd(
+    src: &str,
+    vip: &str,
+    config: &Path,
+    live_pins: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
+    let flow = crate::explain::parse_flow(src, vip)?;
+    let (state, ring_size, conn) = match live_pins {
+        None => {
+            let Some(cfg) = load(config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            (cfg.state, cfg.settings.ring_size, None)
+        }
+        Some(dir) => {
+            let Some(store) = live::open(&Pins::new(dir))? else {
+                anyhow::bail!("no dataplane pinned at {}", dir.display());
+            };
+            let state = read_live(&store)?.context("nothing applied yet")?;
+            let ring_size = crate::store::MapStore::limits(&store).ring_size;
+            let conn = conn_entry_of(&store, &state, &flow)?;
+            (state, ring_size, conn)
+        }
+    };
+    let e = crate::explain::explain(&state, ring_size, flow);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"explain": e, "connection_table": conn})
+            )?
+        );
+    } else {
+        print!("{e}");
+        if live_pins.is_some() {
+            match conn {
+                Some(real) => println!("connection table: this flow is pinned to {real}"),
+                None => println!("connection table: no entry (the next packet is hashed)"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The live connection-table entry of a flow, keyed as the dataplane keys it.
+fn conn_entry_of(
+    store: &crate::bpf::kernel_store::KernelStore,
+    state: &crate::model::State,
+    flow: &crate::explain::Flow,
+) -> Result<Option<std::net::IpAddr>> {
+    use crate::bpf::abi::{addr_words, types};
+    let exact = state
+        .vips
+        .iter()
+        .find(|v| v.key.addr == flow.dst && v.key.port == flow.dport && v.key.proto == flow.proto);
+    let any = state
+        .vips
+        .iter()
+        .find(|v| v.key.addr == flow.dst && v.key.port == 0 && v.key.proto == flow.proto);
+    let Some(vip) = exact.or(any) else {
+        return Ok(None);
+    };
+    let key = types::flow_key {
+        src: addr_words(flow.src),
+        dst: addr_words(flow.dst),
+        sport: if vip.flags.no_src_port {
+            0
+        } else {
+            flow.sport.to_be()
+        },
+        dport: if exact.is_none() && !vip.flags.dport_hash {
+            0
+        } else {
+            flow.dport.to_be()
+        },
+        proto: flow.proto.number(),
+        ..Default::default()
+    };
+    let reals = crate::store::MapStore::reals(store)?;
+    Ok(store
+        .conn_entry(&key)?
+        .and_then(|idx| reals.get(&idx).map(|r| r.addr)))
 }

@@ -43,6 +43,12 @@ impl fmt::Display for Proto {
     }
 }
 
+impl serde::Serialize for Proto {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 /// What identifies a VIP: address, port (0 = every port) and protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VipKey {

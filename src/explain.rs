@@ -1,0 +1,162 @@
+//! `katran explain`: which real a flow goes to, and why — the same steps
+//! the dataplane takes for a packet that is not routed by a server id: VIP
+//! match (exact, then port 0), the hashing flags, the flow hash, the ring
+//! slot, the real in it. Pure: works from a `State` (a file, or the live
+//! maps read back).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::hash::{flow_hash, real_hash};
+use crate::maglev::{self, Endpoint};
+use crate::model::{Proto, State, VipKey};
+
+/// One direction of a flow, client to VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub proto: Proto,
+}
+
+/// Parses `SRC:PORT` and `VIP:PORT/PROTO` (IPv6 in brackets).
+pub fn parse_flow(src: &str, dst: &str) -> Result<Flow> {
+    let s: SocketAddr = src
+        .parse()
+        .with_context(|| format!("`{src}` is not ADDRESS:PORT (IPv6 as [ADDR]:PORT)"))?;
+    let (d, proto) = dst.rsplit_once('/').unwrap_or((dst, "tcp"));
+    let d: SocketAddr = d
+        .parse()
+        .with_context(|| format!("`{dst}` is not VIP:PORT/PROTO (IPv6 as [ADDR]:PORT/tcp)"))?;
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => bail!("protocol `{other}` is not tcp or udp"),
+    };
+    if s.is_ipv4() != d.is_ipv4() {
+        bail!("client and VIP must be of the same address family");
+    }
+    Ok(Flow {
+        src: s.ip(),
+        sport: s.port(),
+        dst: d.ip(),
+        dport: d.port(),
+        proto,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Explanation {
+    pub flow: Flow,
+    /// The VIP that matched, if any.
+    pub vip: Option<String>,
+    pub flags: Vec<&'static str>,
+    /// What was hashed: source address, source port, destination port.
+    pub hashed: Option<(IpAddr, u16, u16)>,
+    pub hash: Option<u32>,
+    pub slot: Option<u32>,
+    /// The real the ring names; `None` for a VIP without reals.
+    pub real: Option<IpAddr>,
+}
+
+/// The dataplane's choice for a new flow under `state`.
+pub fn explain(state: &State, ring_size: u32, flow: Flow) -> Explanation {
+    let mut out = Explanation {
+        flow,
+        vip: None,
+        flags: Vec::new(),
+        hashed: None,
+        hash: None,
+        slot: None,
+        real: None,
+    };
+    let find = |port| {
+        state.vips.iter().find(|v| {
+            v.key
+                == VipKey {
+                    addr: flow.dst,
+                    port,
+                    proto: flow.proto,
+                }
+        })
+    };
+    let (vip, any_port) = match find(flow.dport) {
+        Some(v) => (v, false),
+        None => match find(0) {
+            Some(v) => (v, true),
+            None => return out,
+        },
+    };
+    out.vip = Some(vip.key.to_string());
+    out.flags = vip.flags.names();
+    let (mut src, mut sport, mut dport) = (flow.src, flow.sport, flow.dport);
+    if any_port && !vip.flags.dport_hash {
+        dport = 0;
+    }
+    if vip.flags.dport_hash {
+        sport = dport;
+        src = if src.is_ipv4() {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u8; 16])
+        };
+    } else if vip.flags.no_src_port {
+        sport = 0;
+    }
+    let hash = flow_hash(src, sport, dport);
+    let slot = hash % ring_size;
+    let endpoints: Vec<Endpoint> = vip
+        .reals
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Endpoint {
+            id: i as u32 + 1,
+            hash: real_hash(b.addr),
+            weight: b.weight,
+        })
+        .collect();
+    let ring = maglev::build(state.ring, &endpoints, ring_size);
+    let id = ring[slot as usize];
+    out.hashed = Some((src, sport, dport));
+    out.hash = Some(hash);
+    out.slot = Some(slot);
+    out.real = (id > 0).then(|| vip.reals[id as usize - 1].addr);
+    out
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fl = &self.flow;
+        writeln!(
+            f,
+            "flow {}:{} -> {}:{}/{}",
+            fl.src, fl.sport, fl.dst, fl.dport, fl.proto
+        )?;
+        let Some(vip) = &self.vip else {
+            return writeln!(
+                f,
+                "no VIP matches: the packet goes to the kernel (XDP_PASS)"
+            );
+        };
+        write!(f, "matches VIP {vip}")?;
+        if !self.flags.is_empty() {
+            write!(f, " [{}]", self.flags.join(", "))?;
+        }
+        writeln!(f)?;
+        if let (Some((s, sp, dp)), Some(h), Some(slot)) = (self.hashed, self.hash, self.slot) {
+            writeln!(f, "hashed (source {s}, source port {sp}, destination port {dp}) = {h:#010x}, ring slot {slot}")?;
+        }
+        match self.real {
+            Some(r) => writeln!(f, "new connections go to real {r}"),
+            None => writeln!(
+                f,
+                "the VIP has no reals with weight > 0: packets are dropped"
+            ),
+        }
+    }
+}
