@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::apply::read_live;
-use crate::config::{self, Config};
+use crate::config::{self, Config, XdpMode};
 use crate::daemon_status::DEFAULT_STATUS_FILE;
 use crate::live::{self, Pins};
 use crate::plan;
@@ -73,6 +73,9 @@ pub enum Command {
         /// Detach and unpin everything when stopping.
         #[arg(long)]
         down_on_exit: bool,
+        /// Serve Prometheus metrics on this loopback address (off by default).
+        #[arg(long)]
+        metrics_address: Option<std::net::SocketAddr>,
     },
     /// The live configuration (read back from the maps) and the daemon's state.
     Status {
@@ -113,6 +116,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// On a real server: decapsulate what the balancer sends (XDP), and
+    /// accept VIP traffic locally.
+    Real {
+        #[command(subcommand)]
+        action: RealAction,
+    },
     /// Detach from every interface and remove everything pinned.
     Down {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
@@ -124,6 +133,76 @@ pub enum Command {
         #[command(subcommand)]
         target: crate::generate::Target,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RealAction {
+    /// Attach the decapsulation program (IP-in-IP, IPv6, GUE) to an interface.
+    Attach {
+        #[arg(short, long)]
+        interface: String,
+        /// native, generic or auto.
+        #[arg(long, default_value = "auto", value_parser = parse_mode)]
+        mode: XdpMode,
+        /// UDP port of GUE packets to decapsulate.
+        #[arg(long, default_value_t = 9886)]
+        gue_port: u16,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Detach it.
+    Detach {
+        #[arg(short, long)]
+        interface: String,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// What it decapsulated, passed and dropped.
+    Stats {
+        #[arg(short, long)]
+        interface: String,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Put a VIP on `lo` and turn reverse-path filtering off, so the real
+    /// accepts the decapsulated packets and answers the client directly.
+    Setup {
+        #[arg(long)]
+        vip: std::net::IpAddr,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<XdpMode, String> {
+    match s {
+        "native" => Ok(XdpMode::Native),
+        "generic" => Ok(XdpMode::Generic),
+        "auto" => Ok(XdpMode::Auto),
+        other => Err(format!("`{other}` is not native, generic or auto")),
+    }
+}
+
+fn real_cmd(action: RealAction) -> Result<ExitCode> {
+    match action {
+        RealAction::Attach {
+            interface,
+            mode,
+            gue_port,
+            pin_dir,
+        } => {
+            let how = crate::real::attach(&interface, mode, &pin_dir, gue_port)?;
+            println!("decapsulating on {interface} ({how} XDP)");
+        }
+        RealAction::Detach { interface, pin_dir } => {
+            crate::real::detach(&interface, &pin_dir)?;
+            println!("detached from {interface}");
+        }
+        RealAction::Stats { interface, pin_dir } => println!("{}", crate::real::stats(&interface, &pin_dir)?),
+        RealAction::Setup { vip } => {
+            crate::real::setup(vip)?;
+            println!("{vip} is on lo; rp_filter is off");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -163,11 +242,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             config,
             status_file,
             down_on_exit,
+            metrics_address,
         } => {
             crate::daemon::run(crate::daemon::Options {
                 config,
                 status_file,
                 down_on_exit,
+                metrics_address,
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -193,6 +274,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pin_dir,
             json,
         } => explain_cmd(&src, &vip, &config, live.then_some(pin_dir.as_path()), json),
+        Command::Real { action } => real_cmd(action),
         Command::Down { pin_dir } => {
             let pins = Pins::new(&pin_dir);
             if !pin_dir.exists() {

@@ -35,6 +35,8 @@ pub struct Options {
     pub status_file: PathBuf,
     /// Detach and unpin everything on SIGTERM/SIGINT.
     pub down_on_exit: bool,
+    /// Serve Prometheus metrics here (loopback only).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 enum Wake {
@@ -229,6 +231,11 @@ pub fn run(opts: Options) -> Result<()> {
         log::warn!("{w}");
     }
     let pins = loaded.config.settings.pin_dir.clone();
+    if let Some(addr) = opts.metrics_address {
+        // checked (loopback only) and bound before touching the dataplane
+        let bound = crate::metrics::serve(addr, pins.clone())?;
+        log::info!("serving metrics on http://{bound}/metrics");
+    }
     let (tx, rx) = mpsc::channel();
     watch_signals(tx.clone())?;
     let _watcher = watch_file(&opts.config, tx)?;

@@ -64,8 +64,17 @@ pub struct Explanation {
     pub real: Option<IpAddr>,
 }
 
+/// Rings already built, by VIP, for explaining many flows.
+#[derive(Default)]
+pub struct RingCache(std::collections::HashMap<VipKey, Vec<u32>>);
+
 /// The dataplane's choice for a new flow under `state`.
 pub fn explain(state: &State, ring_size: u32, flow: Flow) -> Explanation {
+    explain_cached(state, ring_size, flow, &mut RingCache::default())
+}
+
+/// As [`explain`], reusing rings across calls.
+pub fn explain_cached(state: &State, ring_size: u32, flow: Flow, cache: &mut RingCache) -> Explanation {
     let mut out = Explanation {
         flow,
         vip: None,
@@ -110,17 +119,19 @@ pub fn explain(state: &State, ring_size: u32, flow: Flow) -> Explanation {
     }
     let hash = flow_hash(src, sport, dport);
     let slot = hash % ring_size;
-    let endpoints: Vec<Endpoint> = vip
-        .reals
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Endpoint {
-            id: i as u32 + 1,
-            hash: real_hash(b.addr),
-            weight: b.weight,
-        })
-        .collect();
-    let ring = maglev::build(state.ring, &endpoints, ring_size);
+    let ring = cache.0.entry(vip.key).or_insert_with(|| {
+        let endpoints: Vec<Endpoint> = vip
+            .reals
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Endpoint {
+                id: i as u32 + 1,
+                hash: real_hash(b.addr),
+                weight: b.weight,
+            })
+            .collect();
+        maglev::build(state.ring, &endpoints, ring_size)
+    });
     let id = ring[slot as usize];
     out.hashed = Some((src, sport, dport));
     out.hash = Some(hash);

@@ -1,0 +1,265 @@
+//! Observability against the real dataplane: counters move by exactly the
+//! packets sent, `explain` agrees with the program, and the Prometheus
+//! endpoint parses and says what `katran stats` says. Needs root.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::PathBuf;
+
+use common::frames::{self, TCP_ACK, TCP_SYN};
+use katran::apply::apply;
+use katran::bpf::attach::{ensure_bpffs, pin};
+use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::explain::{explain_cached, Flow, RingCache};
+use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
+use katran::stats::snapshot;
+use katran::testrun::{run_once, XDP_DROP, XDP_PASS, XDP_TX};
+use std::os::fd::AsFd;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn vip(addr: &str, port: u16, proto: Proto, flags: VipFlags, reals: &[(&str, u32)]) -> Vip {
+    Vip {
+        key: VipKey {
+            addr: ip(addr),
+            port,
+            proto,
+        },
+        flags,
+        reals: reals.iter().map(|(a, w)| Backend { addr: ip(a), weight: *w }).collect(),
+    }
+}
+
+fn load() -> Dataplane {
+    Dataplane::load(&LoadOptions {
+        max_vips: 16,
+        max_reals: 64,
+        forwarding_cpus: Some(Vec::new()),
+        ..LoadOptions::default()
+    })
+    .unwrap()
+}
+
+fn base_state() -> State {
+    let mut s = State {
+        ring: RingKind::MaglevV2,
+        ..State::default()
+    };
+    s.globals.gateway_mac = MacAddr([2, 0, 0, 0, 0, 1]);
+    s.vips = vec![
+        vip("10.200.0.1", 80, Proto::Tcp, VipFlags::default(), &[("10.1.0.1", 1), ("10.1.0.2", 2), ("10.1.0.3", 3)]),
+        vip("10.200.0.2", 0, Proto::Tcp, VipFlags::default(), &[("10.1.0.4", 1), ("10.1.0.5", 1)]),
+        vip(
+            "10.200.0.3",
+            443,
+            Proto::Tcp,
+            VipFlags {
+                no_src_port: true,
+                ..VipFlags::default()
+            },
+            &[("10.1.0.1", 5), ("10.1.0.6", 1)],
+        ),
+        vip(
+            "10.200.0.4",
+            0,
+            Proto::Tcp,
+            VipFlags {
+                dport_hash: true,
+                ..VipFlags::default()
+            },
+            &[("10.1.0.7", 1), ("10.1.0.8", 1), ("10.1.0.9", 1)],
+        ),
+        vip("fd00:200::1", 80, Proto::Tcp, VipFlags::default(), &[("fd00:201::1", 1), ("fd00:201::2", 1), ("10.1.0.3", 2)]),
+    ];
+    s
+}
+
+#[test]
+fn counters_move_by_exactly_the_packets_sent() {
+    if !common::privileged("counters move exactly") {
+        return;
+    }
+    let dp = load();
+    let mut store = dp.store().unwrap();
+    let state = base_state();
+    apply(&mut store, &state).unwrap();
+    let before = snapshot(&store).unwrap();
+    let vip = ip("10.200.0.1");
+    let (mut bytes, n) = (0u64, 37u16);
+    for i in 0..n {
+        let f = frames::tcp((ip("192.168.5.5"), 30_000 + i), (vip, 80), TCP_SYN);
+        bytes += (f.len() - 14) as u64;
+        assert_eq!(run_once(dp.balancer(), &f).unwrap().0, XDP_TX);
+    }
+    for i in 0..n {
+        let f = frames::tcp((ip("192.168.5.5"), 30_000 + i), (vip, 80), TCP_ACK);
+        bytes += (f.len() - 14) as u64;
+        assert_eq!(run_once(dp.balancer(), &f).unwrap().0, XDP_TX);
+    }
+    for i in 0..11u16 {
+        let f = frames::tcp((ip("192.168.5.5"), 1000 + i), (ip("10.9.9.9"), 80), TCP_SYN);
+        assert_eq!(run_once(dp.balancer(), &f).unwrap().0, XDP_PASS);
+    }
+    let mut frag = frames::tcp((ip("192.168.5.5"), 1), (vip, 80), TCP_ACK);
+    frag[20] = 0x20; // MF
+    for _ in 0..5 {
+        assert_eq!(run_once(dp.balancer(), &frag).unwrap().0, XDP_DROP);
+    }
+    let after = snapshot(&store).unwrap();
+    let d = |name: &str| after.global[name] - before.global[name];
+    assert_eq!(d("xdp_tx"), 2 * u64::from(n));
+    assert_eq!(d("xdp_pass"), 11);
+    assert_eq!(d("xdp_drop"), 5);
+    assert_eq!(d("drop_fragment"), 5);
+    assert_eq!(d("conn_miss_tcp_syn"), u64::from(n));
+    assert_eq!(d("conn_hit"), u64::from(n));
+    assert_eq!(d("conn_miss_tcp_nonsyn"), 0);
+    assert_eq!(d("fallback_table"), 2 * u64::from(n));
+    let key = state.vips[0].key.to_string();
+    assert_eq!(after.vips[&key].packets - before.vips[&key].packets, 2 * u64::from(n));
+    assert_eq!(after.vips[&key].bytes - before.vips[&key].bytes, bytes);
+    let real_packets: u64 = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
+        .iter()
+        .map(|r| after.reals[&ip(r)].packets - before.reals[&ip(r)].packets)
+        .sum();
+    assert_eq!(real_packets, 2 * u64::from(n));
+    println!("counters: {} frames sent, every counter moved by exactly its share", 2 * n + 16);
+}
+
+/// A small deterministic generator (xorshift), to avoid a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn explain_agrees_with_the_dataplane_on_10000_flows() {
+    if !common::privileged("explain agrees with the dataplane") {
+        return;
+    }
+    let dp = load();
+    let mut store = dp.store().unwrap();
+    let state = base_state();
+    apply(&mut store, &state).unwrap();
+    let targets: [(&str, u16); 7] = [
+        ("10.200.0.1", 80),
+        ("10.200.0.2", 0),
+        ("10.200.0.3", 443),
+        ("10.200.0.4", 0),
+        ("fd00:200::1", 80),
+        ("10.200.0.1", 81), // no VIP on that port
+        ("10.200.0.9", 80), // not a VIP
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut agree, mut forwarded) = (0, 0);
+    let mut cache = RingCache::default();
+    for _ in 0..10_000 {
+        let (dst, port) = targets[(rng.next() % targets.len() as u64) as usize];
+        let dst = ip(dst);
+        let dport = if port == 0 { (rng.next() % 65535 + 1) as u16 } else { port };
+        let r = rng.next();
+        let src = if dst.is_ipv4() {
+            IpAddr::from([(r >> 8) as u8 | 1, (r >> 16) as u8, (r >> 24) as u8, (r >> 32) as u8])
+        } else {
+            IpAddr::from([0xfd, 0, 1, 0, 0, 0, 0, 0, 0, 0, (r >> 8) as u8, (r >> 16) as u8, (r >> 24) as u8, (r >> 32) as u8, 0, 1])
+        };
+        let sport = (r >> 40) as u16 | 1;
+        let (verdict, out) = run_once(dp.balancer(), &frames::tcp((src, sport), (dst, dport), TCP_SYN)).unwrap();
+        let got = (verdict == XDP_TX).then(|| frames::outer_dst(&out).unwrap());
+        let flow = Flow {
+            src,
+            sport,
+            dst,
+            dport,
+            proto: Proto::Tcp,
+        };
+        let e = explain_cached(&state, 65537, flow, &mut cache);
+        assert_eq!(got, e.real, "flow {src}:{sport} -> {dst}:{dport}: dataplane {got:?}, explain says\n{e}");
+        agree += 1;
+        forwarded += usize::from(got.is_some());
+    }
+    println!("explain: {agree}/10000 flows agree with the dataplane ({forwarded} forwarded, the rest passed)");
+}
+
+#[test]
+fn metrics_parse_and_match_stats() {
+    if !common::privileged("metrics endpoint") {
+        return;
+    }
+    let dp = load();
+    let mut store = dp.store().unwrap();
+    let state = base_state();
+    apply(&mut store, &state).unwrap();
+    for i in 0..23u16 {
+        let f = frames::tcp((ip("192.168.7.7"), 2000 + i), (ip("10.200.0.1"), 80), TCP_SYN);
+        run_once(dp.balancer(), &f).unwrap();
+    }
+    // the endpoint reads pinned maps, as the daemon's does
+    let dir = PathBuf::from(format!("/sys/fs/bpf/katran-test-metrics-{}", std::process::id()));
+    ensure_bpffs(&dir).unwrap();
+    std::fs::create_dir_all(dir.join("maps")).unwrap();
+    let maps = dp.maps().unwrap();
+    for (name, h) in maps.named() {
+        pin(h.as_fd(), &dir.join("maps").join(name)).unwrap();
+    }
+    let cleanup = scopeguard(dir.clone());
+    let addr = katran::metrics::serve("127.0.0.1:0".parse().unwrap(), dir.clone()).unwrap();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    let stats = serde_json::to_value(snapshot(&store).unwrap()).unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).expect("a body");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {label:?} in\n{body}"))
+    };
+    let mut checked = 0;
+    for (name, v) in stats["global"].as_object().unwrap() {
+        assert_eq!(value(&format!("katran_{name}_total"), None), v.as_u64().unwrap() as f64, "{name}");
+        checked += 1;
+    }
+    for (vip, t) in stats["vips"].as_object().unwrap() {
+        assert_eq!(value("katran_vip_packets_total", Some(("vip", vip))), t["packets"].as_u64().unwrap() as f64);
+        assert_eq!(value("katran_vip_bytes_total", Some(("vip", vip))), t["bytes"].as_u64().unwrap() as f64);
+        checked += 2;
+    }
+    for (real, t) in stats["reals"].as_object().unwrap() {
+        assert_eq!(value("katran_real_packets_total", Some(("real", real))), t["packets"].as_u64().unwrap() as f64);
+        checked += 1;
+    }
+    assert!(body.contains("# HELP katran_xdp_tx"), "HELP lines present");
+    assert_eq!(value("katran_xdp_tx_total", None), 23.0);
+    drop(cleanup);
+    println!("metrics: {} samples parsed, {checked} compared with stats, all equal", scrape.samples.len());
+}
+
+/// Removes the test's pins even when an assertion fails.
+struct Cleanup(PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn scopeguard(p: PathBuf) -> Cleanup {
+    Cleanup(p)
+}
