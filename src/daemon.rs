@@ -18,8 +18,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::apply::read_live;
-use crate::config;
+use crate::config::{self, Config};
 use crate::daemon_status::{DaemonStatus, Event};
+use crate::health::{self, runner::Runner, tracker};
 use crate::live::{self, Pins};
 use crate::model::State;
 use crate::reconcile::{reconcile, Outcome};
@@ -43,6 +44,8 @@ enum Wake {
     FileChanged,
     Hangup,
     Stop,
+    /// A real changed health.
+    Health,
 }
 
 fn watch_file(path: &Path, tx: Sender<Wake>) -> Result<notify::RecommendedWatcher> {
@@ -97,8 +100,13 @@ struct Daemon {
     opts: Options,
     status: DaemonStatus,
     pins: PathBuf,
-    /// What this daemon last applied (to notice changes made by others).
+    /// The last good file.
+    config: Config,
+    /// What this daemon last applied (the file's state with failing reals
+    /// drained), to notice changes made by others.
     applied: State,
+    health: Option<Runner>,
+    wake: Sender<Wake>,
 }
 
 impl Daemon {
@@ -124,6 +132,64 @@ impl Daemon {
         self.applied = outcome.state.clone();
     }
 
+    /// (Re)starts the probes for the current file, keeping known health.
+    fn start_health(&mut self) {
+        let carry = self.health.take().map(|r| {
+            let t = r.table();
+            r.stop();
+            t
+        });
+        let targets = health::runner::targets(&self.config);
+        if !targets.is_empty() {
+            log::info!(
+                "health: probing {} real(s) of {} VIP(s)",
+                targets.len(),
+                self.config.healthchecks.len()
+            );
+        }
+        let tx = self.wake.clone();
+        self.health = Some(Runner::start(
+            targets,
+            &carry.unwrap_or_default(),
+            move || {
+                let _ = tx.send(Wake::Health);
+            },
+        ));
+    }
+
+    /// The file's configuration with failing reals drained.
+    fn effective(&mut self) -> Config {
+        let table = self.health.as_ref().map(Runner::table).unwrap_or_default();
+        let (state, all_down) = tracker::effective(&self.config.state, &tracker::down_set(&table));
+        for vip in &all_down {
+            if !self.status.all_reals_down.contains(&vip.to_string()) {
+                log::error!("health: EVERY real of {vip} fails its check; still forwarding to them rather than dropping everything");
+            }
+        }
+        self.status.all_reals_down = all_down.iter().map(|v| v.to_string()).collect();
+        self.status.health = table
+            .into_iter()
+            .map(|((vip, real), h)| (vip.to_string(), real.to_string(), h))
+            .collect();
+        Config {
+            state,
+            ..self.config.clone()
+        }
+    }
+
+    /// Applies the effective configuration after a health change.
+    fn apply_health(&mut self) {
+        let cfg = self.effective();
+        match reconcile(cfg) {
+            Ok(outcome) => {
+                log::info!("health change: {}", outcome.plan.summary());
+                self.applied = outcome.state;
+            }
+            Err(e) => log::error!("applying a health change failed: {e:#}"),
+        }
+        self.save_status();
+    }
+
     /// check -> plan -> atomic apply; a failure keeps the last good state.
     fn reload(&mut self, why: &str) {
         notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
@@ -143,7 +209,14 @@ impl Daemon {
                 for w in &loaded.warnings {
                     log::warn!("{w}");
                 }
-                reconcile(loaded.config).map_err(|e| format!("{e:#}"))
+                let checks_changed = loaded.config.healthchecks != self.config.healthchecks
+                    || loaded.config.somarks != self.config.somarks;
+                self.config = loaded.config;
+                if checks_changed {
+                    self.start_health();
+                }
+                let cfg = self.effective();
+                reconcile(cfg).map_err(|e| format!("{e:#}"))
             }
         };
         match result {
@@ -215,8 +288,16 @@ impl Daemon {
                     self.reload("file changed");
                 }
                 Ok(Wake::Hangup) => self.reload("SIGHUP"),
+                Ok(Wake::Health) => {
+                    while let Ok(Wake::Health) = rx.try_recv() {}
+                    self.apply_health();
+                }
                 Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
+                    if self.health.is_some() {
+                        let _ = self.effective();
+                        self.save_status();
+                    }
                     self.check_drift();
                     next_check = Instant::now() + DRIFT_CHECK;
                 }
@@ -238,9 +319,9 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let (tx, rx) = mpsc::channel();
     watch_signals(tx.clone())?;
-    let _watcher = watch_file(&opts.config, tx)?;
+    let _watcher = watch_file(&opts.config, tx.clone())?;
 
-    let outcome = reconcile(loaded.config)?;
+    let outcome = reconcile(loaded.config.clone())?;
     if outcome.loaded {
         log::info!("loaded the dataplane, pinned at {}", pins.display());
     } else {
@@ -256,9 +337,13 @@ pub fn run(opts: Options) -> Result<()> {
         },
         pins: pins.clone(),
         applied: outcome.state.clone(),
+        config: loaded.config,
+        health: None,
+        wake: tx,
         opts,
     };
     daemon.record(&outcome);
+    daemon.start_health();
     daemon.save_status();
     notify(&format!(
         "READY=1\nSTATUS=applied: {}",
@@ -267,6 +352,9 @@ pub fn run(opts: Options) -> Result<()> {
 
     daemon.serve(&rx);
     notify("STOPPING=1");
+    if let Some(h) = daemon.health.take() {
+        h.stop();
+    }
     if daemon.opts.down_on_exit {
         live::down(&Pins::new(&pins))?;
         log::info!("detached and unpinned everything");

@@ -45,6 +45,12 @@ pub struct DaemonStatus {
     pub external_change: Option<Event>,
     /// Interfaces and XDP modes.
     pub attached: Vec<(String, String)>,
+    /// Health of every real of every checked VIP: (VIP, real, health).
+    #[serde(default)]
+    pub health: Vec<(String, String, crate::health::tracker::RealHealth)>,
+    /// VIPs whose every real fails its check (kept forwarding regardless).
+    #[serde(default)]
+    pub all_reals_down: Vec<String>,
 }
 
 impl DaemonStatus {

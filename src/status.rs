@@ -101,6 +101,9 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
                     e.message
                 );
             }
+            for vip in &d.all_reals_down {
+                println!("  EVERY real of {vip} fails its health check: still forwarding to them");
+            }
             if let Some(x) = &d.external_change {
                 println!("  note {}: {}", ago(x.at), x.message);
             }

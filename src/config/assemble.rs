@@ -1,11 +1,14 @@
 //! The last step: a draft without errors becomes the [`Config`] the rest of
 //! katran uses, defaults filled in, places dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::model::{Backend, Encap, Globals, MacAddr, RingKind, State, Vip, VipKey};
+
+use crate::health::spec::{HealthCheck, AUTO_MARK_BASE};
 
 use super::draft::{Draft, EncapKind, Mapping};
 use super::schema;
@@ -75,14 +78,56 @@ pub fn config(d: &Draft) -> Config {
         server_ids: map(&d.server_ids),
         down_reals: d.down_reals.iter().map(|r| r.value).collect(),
     };
+    let healthchecks: BTreeMap<VipKey, HealthCheck> = d
+        .vips
+        .iter()
+        .filter_map(|v| {
+            let (addr, port) = v.address.given()?.value;
+            let proto = v.proto.given()?.value;
+            let mut check = v.healthcheck.as_ref()?.check.clone();
+            if check.port == 0 {
+                check.port = port;
+            }
+            Some((VipKey { addr, port, proto }, check))
+        })
+        .collect();
+    let somarks = with_auto_marks(map(&d.marks), &state, &healthchecks);
     Config {
         settings,
         state,
-        somarks: map(&d.marks),
+        somarks,
+        healthchecks,
     }
 }
 
-fn map(list: &[Mapping]) -> BTreeMap<u32, std::net::IpAddr> {
+/// Every real of a checked VIP needs a socket mark for its probes to be
+/// forwarded to it; those without one in the file get the lowest free mark
+/// from `AUTO_MARK_BASE` up, in address order (stable for a given file).
+fn with_auto_marks(
+    mut marks: BTreeMap<u32, IpAddr>,
+    state: &State,
+    checks: &BTreeMap<VipKey, HealthCheck>,
+) -> BTreeMap<u32, IpAddr> {
+    let have: BTreeSet<IpAddr> = marks.values().copied().collect();
+    let need: BTreeSet<IpAddr> = state
+        .vips
+        .iter()
+        .filter(|v| checks.contains_key(&v.key))
+        .flat_map(|v| v.reals.iter().map(|r| r.addr))
+        .filter(|a| !have.contains(a))
+        .collect();
+    let mut next = AUTO_MARK_BASE;
+    for addr in need {
+        while marks.contains_key(&next) {
+            next += 1;
+        }
+        marks.insert(next, addr);
+        next += 1;
+    }
+    marks
+}
+
+fn map(list: &[Mapping]) -> BTreeMap<u32, IpAddr> {
     list.iter()
         .filter_map(|m| Some((m.id.given()?.value, m.real.given()?.value)))
         .collect()

@@ -107,6 +107,7 @@ pub struct Vip {
     pub reals_span: Option<Span>,
     /// Some real (or `reals` itself) was wrong, so counts are incomplete.
     pub reals_invalid: bool,
+    pub healthcheck: Option<super::health::Draft>,
 }
 
 /// One `[[server_id]]` or `[[healthcheck_mark]]`.

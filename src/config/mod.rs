@@ -13,6 +13,7 @@
 mod assemble;
 mod dataplane;
 mod document;
+mod health;
 mod draft;
 mod error;
 mod mappings;
@@ -43,8 +44,11 @@ pub struct Config {
     /// With `Gateway::Auto`, `state.globals.gateway_mac` is all zeros until
     /// the caller resolves it.
     pub state: State,
-    /// Socket mark -> real, for health-check packets.
+    /// Socket mark -> real, for health-check packets: those written in the
+    /// file, plus one chosen for every real of a checked VIP without one.
     pub somarks: BTreeMap<u32, IpAddr>,
+    /// Active health checks, by VIP (ports resolved).
+    pub healthchecks: BTreeMap<crate::model::VipKey, crate::health::spec::HealthCheck>,
 }
 
 /// A file that was accepted, and what looked wrong in it all the same.

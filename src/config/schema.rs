@@ -127,6 +127,10 @@ pub static VIP: TableDoc = TableDoc {
             "reals",
             "reals = [{ address = \"10.1.0.1\", weight = 1 }, \"10.1.0.2\"]",
         ),
+        key(
+            "healthcheck",
+            "healthcheck = { type = \"http\", path = \"/healthz\", interval = \"2s\" }",
+        ),
     ],
     aliases: &[
         ("addr", "address"),
@@ -138,6 +142,30 @@ pub static VIP: TableDoc = TableDoc {
         ("backends", "reals"),
         ("servers", "reals"),
         ("hosts", "reals"),
+        ("health_check", "healthcheck"),
+        ("health", "healthcheck"),
+        ("check", "healthcheck"),
+    ],
+};
+
+pub static HEALTHCHECK: TableDoc = TableDoc {
+    title: "healthcheck",
+    keys: &[
+        key("type", "type = \"http\""),
+        key("port", "port = 8080"),
+        key("path", "path = \"/healthz\""),
+        key("expect", "expect = 200"),
+        key("interval", "interval = \"2s\""),
+        key("timeout", "timeout = \"1s\""),
+        key("rise", "rise = 2"),
+        key("fall", "fall = 3"),
+    ],
+    aliases: &[
+        ("kind", "type"),
+        ("probe", "type"),
+        ("url", "path"),
+        ("status", "expect"),
+        ("every", "interval"),
     ],
 };
 

@@ -46,6 +46,17 @@ fn vip(f: &mut Fields<'_>, p: &mut Problems) -> Vip {
         v.reals_span = Some(e.span);
         reals(&e, &mut v, p);
     }
+    if let Some(e) = f.take("healthcheck") {
+        v.healthcheck = super::health::read(&e, p);
+        let any_port = matches!(&v.address, Val::Given(a) if a.value.1 == 0);
+        if any_port && v.healthcheck.as_ref().is_some_and(|h| !h.port_given) {
+            p.error(
+                e.span,
+                "this VIP takes every port: its health check must name the port to probe",
+            )
+            .help("add e.g. port = 80 to the healthcheck table");
+        }
+    }
     v
 }
 
