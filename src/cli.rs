@@ -196,7 +196,9 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
             crate::real::detach(&interface, &pin_dir)?;
             println!("detached from {interface}");
         }
-        RealAction::Stats { interface, pin_dir } => println!("{}", crate::real::stats(&interface, &pin_dir)?),
+        RealAction::Stats { interface, pin_dir } => {
+            println!("{}", crate::real::stats(&interface, &pin_dir)?)
+        }
         RealAction::Setup { vip } => {
             crate::real::setup(vip)?;
             println!("{vip} is on lo; rp_filter is off");
@@ -364,8 +366,13 @@ fn dry_run_cmd(mut cfg: Config, json: bool) -> Result<bool> {
         .or(Some(Default::default()));
     resolve_gateway(&mut cfg, fallback)?;
     let p = plan::diff(live_state.as_ref(), &cfg.state, cfg.settings.ring_size);
+    let live_marks = crate::markfwd::read_marks(&pins.dir).unwrap_or(None);
+    let marks = crate::markfwd::diff(live_marks.as_ref(), &cfg.somarks);
     print_plan(&p, json);
-    Ok(!p.is_empty())
+    if !marks.is_empty() && !json {
+        print!("health-check marks:\n{marks}");
+    }
+    Ok(!p.is_empty() || !marks.is_empty())
 }
 
 /// Applies the file; returns whether anything changed.
@@ -390,8 +397,11 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     for iface in &out.detached {
         eprintln!("detached from {iface} (no longer in the file)");
     }
+    if !out.marks.is_empty() {
+        eprint!("health-check marks:\n{}", out.marks);
+    }
     print_plan(&out.plan, json);
-    Ok(!out.plan.is_empty())
+    Ok(!out.plan.is_empty() || !out.marks.is_empty())
 }
 
 fn explain_cmd(

@@ -156,6 +156,8 @@ pub fn detach(pins: &Pins, iface: &str) -> Result<()> {
 
 /// Detaches every interface and removes every pin.
 pub fn down(pins: &Pins) -> Result<()> {
+    // the tc filter first: removing its pins alone would leave it running
+    crate::markfwd::down(&pins.dir)?;
     for iface in pins.attached() {
         detach(pins, &iface)?;
     }

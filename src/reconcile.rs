@@ -20,6 +20,8 @@ pub struct Outcome {
     pub loaded: bool,
     pub attached: Vec<(String, Attached)>,
     pub detached: Vec<String>,
+    /// Socket-mark mappings added, changed or removed.
+    pub marks: crate::markfwd::MarkChanges,
     /// The state now live (the file's, gateway resolved).
     pub state: State,
 }
@@ -63,12 +65,29 @@ pub fn reconcile(mut cfg: Config) -> Result<Outcome> {
             detached.push(iface);
         }
     }
+    // Socket-mark forwarding for health checks, on the first interface.
+    let marks = match cfg.settings.interfaces.first() {
+        Some(iface) => {
+            let out = crate::markfwd::reconcile(
+                &pins.dir,
+                iface,
+                cfg.state.globals.gateway_mac,
+                &cfg.somarks,
+            )?;
+            for w in &out.warnings {
+                log::warn!("health-check forwarding: {w}");
+            }
+            out.changes
+        }
+        None => crate::markfwd::MarkChanges::default(),
+    };
     Ok(Outcome {
         plan,
         report,
         loaded,
         attached,
         detached,
+        marks,
         state: cfg.state,
     })
 }
