@@ -128,6 +128,8 @@ impl Daemon {
         }
         self.status.last_applied = Some(Event::now(outcome.plan.summary()));
         self.status.last_error = None;
+        // the maps hold this daemon's configuration again
+        self.status.external_change = None;
         self.status.failures = 0;
         self.applied = outcome.state.clone();
     }
@@ -184,6 +186,7 @@ impl Daemon {
             Ok(outcome) => {
                 log::info!("health change: {}", outcome.plan.summary());
                 self.applied = outcome.state;
+                self.status.external_change = None;
             }
             Err(e) => log::error!("applying a health change failed: {e:#}"),
         }
@@ -243,7 +246,8 @@ impl Daemon {
         self.save_status();
     }
 
-    /// Says so when the maps no longer hold what this daemon applied.
+    /// Says so when the maps no longer hold what this daemon applied —
+    /// each time they change under it.
     fn check_drift(&mut self) {
         let Ok(Some(store)) = live::open(&Pins::new(&self.pins)) else {
             return;
@@ -251,22 +255,21 @@ impl Daemon {
         let Ok(Some(live_state)) = read_live(&store) else {
             return;
         };
-        let mut a = live_state;
-        let mut b = self.applied.clone();
-        a.vips.sort_by_key(|v| v.key);
-        b.vips.sort_by_key(|v| v.key);
-        if a != b {
-            if self.status.external_change.is_none() {
-                log::warn!(
-                    "the live maps were changed by another process; the next reload re-applies {}",
-                    self.opts.config.display()
-                );
-                self.status.external_change = Some(Event::now(
-                    "the live maps differ from what this daemon applied",
-                ));
-                self.save_status();
-            }
-            self.applied = a;
+        let sorted = |mut s: State| {
+            s.vips.sort_by_key(|v| v.key);
+            s
+        };
+        let live_state = sorted(live_state);
+        if live_state != sorted(self.applied.clone()) {
+            log::warn!(
+                "the live maps were changed by another process; the next reload re-applies {}",
+                self.opts.config.display()
+            );
+            self.status.external_change = Some(Event::now(
+                "the live maps differ from what this daemon applied",
+            ));
+            self.save_status();
+            self.applied = live_state;
         }
     }
 

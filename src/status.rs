@@ -73,6 +73,11 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         "gateway {}, encapsulation {encap}, ring {:?}",
         state.globals.gateway_mac, state.ring
     );
+    let health: std::collections::BTreeMap<(String, String), &crate::health::tracker::RealHealth> =
+        daemon
+            .iter()
+            .flat_map(|d| d.health.iter().map(|(v, r, h)| ((v.clone(), r.clone()), h)))
+            .collect();
     for v in &state.vips {
         let flags = v.flags.names();
         let flags = if flags.is_empty() {
@@ -83,13 +88,33 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         println!("vip {}{flags}", v.key);
         for r in &v.reals {
             let note = if r.weight == 0 { "  (drained)" } else { "" };
-            println!("    {:<40} weight {}{note}", r.addr.to_string(), r.weight);
+            let h = match health.get(&(v.key.to_string(), r.addr.to_string())) {
+                None => String::new(),
+                Some(h) if h.healthy => format!("  healthy since {}", ago(h.since)),
+                Some(h) => format!(
+                    "  FAILING since {}: {}",
+                    ago(h.since),
+                    h.last_error.as_deref().unwrap_or("no answer")
+                ),
+            };
+            println!(
+                "    {:<40} weight {}{note}{h}",
+                r.addr.to_string(),
+                r.weight
+            );
         }
     }
     match daemon {
         None => println!("daemon: not running (no {})", status_file.display()),
         Some(d) => {
-            println!("daemon: pid {}, config {}", d.pid, d.config);
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(d.pid as libc::pid_t, 0) } == 0;
+            let state = if alive {
+                ""
+            } else {
+                " (NOT RUNNING: the process is gone; the dataplane keeps forwarding)"
+            };
+            println!("daemon: pid {}{state}, config {}", d.pid, d.config);
             if let Some(a) = &d.last_applied {
                 println!("  last applied {}: {}", ago(a.at), a.message);
             }

@@ -1,0 +1,697 @@
+//! The daemon (`katran run`) as production runs it: the real binary in the
+//! balancer's namespace, attaching XDP itself, forwarding real traffic on
+//! the namespace testbed (see `testbed/daemon.rs`). Scenarios: reloads on
+//! in-place edits, renames and SIGHUP; a broken file keeps the last good
+//! configuration forwarding and is reported; `kill -9` and a restart drop
+//! nothing (an established connection survives); 100 reloads in a row lose
+//! no packet of an unchanged VIP; a concurrent `katran apply` is serialized
+//! and noticed.
+//!
+//! Needs root, `python3`, `ip`, `ethtool` and `nsenter`; prints
+//! `skipped: ...` otherwise. The scenarios run one at a time (they measure
+//! latencies and packet loss on a small machine).
+
+mod common;
+mod testbed;
+
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use katran::model::State;
+use testbed::daemon::{serve_echo, vip_table, Daemon, EchoConn, UdpStream};
+use testbed::http::{get_many, serve_names};
+use testbed::{ip, Testbed, VIP4};
+
+/// How soon a change must be live in the maps.
+const LIVE_WITHIN: Duration = Duration::from_secs(1);
+/// Generous bound for waits that are not measured.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One scenario at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Root and the tools the scenarios run; prints why not otherwise.
+fn can_run(name: &str) -> bool {
+    let name = format!("daemon {name}");
+    if !common::privileged(&name) {
+        return false;
+    }
+    for tool in ["python3", "ip", "ethtool", "nsenter"] {
+        let found = Command::new(tool)
+            .arg(if tool == "ip" { "-V" } else { "--version" })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            println!("skipped: {name}: needs {tool}");
+            return false;
+        }
+    }
+    true
+}
+
+/// A testbed whose balancer the daemon attaches, and that daemon (declared
+/// in this order by callers so the daemon and its pins go first).
+fn testbed(reals: usize) -> Testbed {
+    Testbed::builder()
+        .reals(reals)
+        .attach_balancer(false)
+        .build()
+        .expect("testbed")
+}
+
+fn real_addrs(tb: &Testbed) -> Vec<IpAddr> {
+    tb.reals.iter().map(|r| IpAddr::V4(r.v4)).collect()
+}
+
+/// Reals with these weights (weight 0 leaves the real out).
+fn weighted(reals: &[IpAddr], weights: &[u32]) -> Vec<(IpAddr, u32)> {
+    reals
+        .iter()
+        .zip(weights)
+        .filter(|(_, w)| **w > 0)
+        .map(|(a, w)| (*a, *w))
+        .collect()
+}
+
+/// The state a file describes (what the daemon applies).
+fn state_of(text: &str) -> State {
+    match katran::config::parse(text, "k.toml") {
+        Ok(l) => l.config.state,
+        Err(e) => panic!("the test's own file is wrong:\n{e}\n{text}"),
+    }
+}
+
+/// Equal up to the order of VIPs.
+fn same(a: &State, b: &State) -> bool {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    a.vips.sort_by_key(|v| v.key);
+    b.vips.sort_by_key(|v| v.key);
+    a == b
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `n` HTTP requests to VIP4:80 that must all succeed; answers per real.
+fn http_ok(tb: &Testbed, first_sport: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let t = get_many(tb, 0, ip(VIP4), 80, first_sport, n).expect("http client");
+    assert!(t.errors.is_empty(), "failed requests: {:?}", t.errors);
+    t.by_real
+}
+
+/// 1. In-place edit, write-and-rename, edit then SIGHUP at once, and SIGHUP
+///    for an edit the watcher cannot see: each live within a second.
+#[test]
+fn daemon_reloads_on_edit_rename_and_sighup() {
+    let _serial = serial();
+    if !can_run("reloads") {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut tb = testbed(3);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let http = |w: &[u32]| vip_table("10.200.0.10:80", "tcp", &weighted(&r, w));
+    let file0 = d.file(&[http(&[1, 1, 1])]);
+    d.write_in_place(&file0).expect("write");
+    d.start().expect("start");
+    assert_eq!(d.attached(), ["eth0"], "the daemon attached the LB's eth0");
+    assert!(same(&d.live().unwrap().unwrap(), &state_of(&file0)));
+    serve_names(&mut tb, 80).expect("servers");
+    let per_real = http_ok(&tb, 20000, 60);
+    assert_eq!(per_real.len(), 3, "every real answers: {per_real:?}");
+
+    // Each step: write somehow, then the maps must hold the new file within
+    // LIVE_WITHIN and the status file must report a new last_applied.
+    let step = |name: &str, file: String, how: &dyn Fn(&Daemon, &str)| -> Duration {
+        let before = d.status().expect("status").last_applied;
+        let stamp = d.status_stamp();
+        let want = state_of(&file);
+        let t = Instant::now();
+        how(d, &file);
+        let live = d.wait_live(WAIT, |s| same(s, &want)).expect(name);
+        let (_, status) = d
+            .wait_status(stamp, WAIT, |s| {
+                s.last_applied.is_some() && s.last_applied != before
+            })
+            .expect(name);
+        println!(
+            "  {name}: live in {:?}, status after {:?}: {:?}",
+            live,
+            t.elapsed(),
+            status.last_applied.as_ref().map(|e| &e.message)
+        );
+        assert!(live <= LIVE_WITHIN, "{name}: live after {live:?}");
+        assert!(status.last_error.is_none(), "{name}: {status:?}");
+        live
+    };
+
+    let mut latencies = Vec::new();
+    latencies.push(step(
+        "edit in place (weights 1,1,3)",
+        d.file(&[http(&[1, 1, 3])]),
+        &|d, f| d.write_in_place(f).expect("write"),
+    ));
+    latencies.push(step(
+        "write k.toml.tmp + rename (second VIP)",
+        d.file(&[
+            http(&[1, 1, 3]),
+            vip_table("10.200.0.10:8080", "tcp", &weighted(&r, &[1])),
+        ]),
+        &|d, f| d.write_by_rename(f).expect("write"),
+    ));
+    latencies.push(step(
+        "edit + SIGHUP at once",
+        d.file(&[http(&[2, 1, 1])]),
+        &|d, f| {
+            d.write_in_place(f).expect("write");
+            d.hangup().expect("SIGHUP");
+        },
+    ));
+    // The edit and the signal may make two reloads; the second finds no
+    // changes. Let them settle and check nothing else happened.
+    std::thread::sleep(Duration::from_millis(600));
+    let settled = d.status().expect("status");
+    assert!(settled.last_error.is_none() && settled.failures == 0);
+    assert!(same(
+        &d.live().unwrap().unwrap(),
+        &state_of(&d.file(&[http(&[2, 1, 1])]))
+    ));
+
+    // SIGHUP alone: the file reached through a symlink into a directory the
+    // daemon does not watch, so only the signal can bring the edit in.
+    let etc = d.dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let target = etc.join("k.toml");
+    std::fs::write(&target, d.file(&[http(&[2, 1, 1])])).unwrap();
+    let link = d.dir.join("k.toml.link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let stamp = d.status_stamp();
+    std::fs::rename(&link, &d.config).unwrap();
+    d.wait_status(stamp, WAIT, |s| {
+        s.last_applied
+            .as_ref()
+            .is_some_and(|e| e.message == "no changes")
+    })
+    .expect("reload after the symlink replaced the file");
+    std::thread::sleep(Duration::from_millis(300));
+    let edited = d.file(&[http(&[1, 2, 1])]);
+    std::fs::write(&target, &edited).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        !same(&d.live().unwrap().unwrap(), &state_of(&edited)),
+        "the daemon saw an edit in an unwatched directory without SIGHUP; \
+         this step no longer tests SIGHUP"
+    );
+    latencies.push(step("SIGHUP (edit behind a symlink)", edited, &|d, _| {
+        d.hangup().expect("SIGHUP")
+    }));
+
+    let per_real = http_ok(&tb, 21000, 60);
+    let log = d.log();
+    assert!(log.contains("reload (SIGHUP)"), "log:\n{log}");
+    assert!(log.contains("reload (file changed)"), "log:\n{log}");
+    println!(
+        "daemon reloads: live after {latencies:?}; answers {per_real:?}; {:?} in all",
+        t0.elapsed()
+    );
+}
+
+/// 2. A broken file: the last good configuration keeps forwarding, `katran
+///    status` shows the error (file:line:col) and the failure count; a fixed
+///    file is applied and clears it.
+#[test]
+fn daemon_keeps_last_good_config_on_broken_file() {
+    let _serial = serial();
+    if !can_run("broken file") {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut tb = testbed(3);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let http = |w: &[u32]| vip_table("10.200.0.10:80", "tcp", &weighted(&r, w));
+    let good = d.file(&[http(&[1, 1, 0])]);
+    d.write_in_place(&good).expect("write");
+    d.start().expect("start");
+    serve_names(&mut tb, 80).expect("servers");
+    let per_real = http_ok(&tb, 20000, 60);
+    assert!(!per_real.contains_key("real2"), "{per_real:?}");
+
+    // A bad address on a known line: adding real2 fails.
+    let bad_text = d
+        .file(&[http(&[1, 1, 1])])
+        .replace(&format!("\"{}\"", r[2]), "\"10.201.0.313\"");
+    let bad_line = 1 + bad_text
+        .lines()
+        .position(|l| l.contains("10.201.0.313"))
+        .expect("the bad line");
+    let stamp = d.status_stamp();
+    let t = Instant::now();
+    d.write_in_place(&bad_text).expect("write");
+    let (took, st) = d
+        .wait_status(stamp, WAIT, |s| s.failures == 1)
+        .expect("the failure reported");
+    let err = st.last_error.clone().expect("last_error").message;
+    println!("  broken file reported after {took:?}: {err}");
+    let place = format!("{}:{bad_line}:", d.config.display());
+    assert!(err.contains(&place), "{err:?} does not name {place}");
+    let col: String = err[err.find(&place).unwrap() + place.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(
+        col.parse::<usize>().is_ok_and(|c| c > 0),
+        "no column in {err:?}"
+    );
+    // The same place `katran check` gives.
+    let check = d
+        .katran(&["check", "-c", &d.config.to_string_lossy()])
+        .expect("check");
+    assert!(!check.status.success());
+    assert!(
+        text(&check).contains(&format!("{place}{col}:")),
+        "{}",
+        text(&check)
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    // The old configuration keeps forwarding (no real2).
+    assert!(same(&d.live().unwrap().unwrap(), &state_of(&good)));
+    let per_real = http_ok(&tb, 21000, 100);
+    assert!(!per_real.contains_key("real2"), "{per_real:?}");
+    assert!(d.running(), "the daemon survived the broken file");
+
+    // A second, syntactically broken file: two failures in a row.
+    let syntax = bad_text.replace("proto = \"tcp\"", "proto = \"tcp");
+    let stamp = d.status_stamp();
+    d.write_by_rename(&syntax).expect("write");
+    let (_, st) = d
+        .wait_status(stamp, WAIT, |s| s.failures == 2)
+        .expect("the second failure");
+    let err2 = st.last_error.expect("last_error").message;
+    println!("  second broken file: {err2}");
+    assert!(err2.contains(&format!("{}:", d.config.display())), "{err2}");
+
+    let out = d.katran_status(false).expect("katran status");
+    let shown = text(&out);
+    println!("  katran status:\n{shown}");
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("LAST RELOAD FAILED"), "{shown}");
+    assert!(shown.contains("(2 failure(s) in a row)"), "{shown}");
+    assert!(
+        shown.contains(&format!("{}:", d.config.display())),
+        "{shown}"
+    );
+    let out = d.katran_status(true).expect("katran status --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(v["daemon"]["failures"], 2, "{v:#}");
+    assert!(v["daemon"]["last_error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(&format!("{}:", d.config.display()))));
+    assert_eq!(v["attached"], serde_json::json!(["eth0"]));
+    let per_real = http_ok(&tb, 22000, 60);
+    assert!(!per_real.contains_key("real2"), "{per_real:?}");
+
+    // Fixed: applied, the error cleared.
+    let fixed = d.file(&[http(&[1, 1, 1])]);
+    let want = state_of(&fixed);
+    let stamp = d.status_stamp();
+    d.write_in_place(&fixed).expect("write");
+    let live = d
+        .wait_live(WAIT, |s| same(s, &want))
+        .expect("fixed file live");
+    let (_, st) = d
+        .wait_status(stamp, WAIT, |s| s.failures == 0)
+        .expect("error cleared");
+    assert!(live <= LIVE_WITHIN, "fixed file live after {live:?}");
+    assert!(st.last_error.is_none(), "{st:?}");
+    let out = d.katran_status(true).expect("katran status --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert!(v["daemon"]["last_error"].is_null(), "{v:#}");
+    assert_eq!(v["daemon"]["failures"], 0);
+    let shown = text(&d.katran_status(false).expect("katran status"));
+    assert!(!shown.contains("FAILED"), "{shown}");
+    let per_real = http_ok(&tb, 23000, 90);
+    assert_eq!(per_real.len(), 3, "{per_real:?}");
+    println!(
+        "daemon broken file: fixed file live in {live:?}; answers {per_real:?}; {:?} in all",
+        t0.elapsed()
+    );
+}
+
+/// 3. `kill -9` during steady traffic: forwarding goes on with no daemon;
+///    the restarted daemon adopts the dataplane with an empty plan; a TCP
+///    connection established before survives it all.
+#[test]
+fn daemon_kill9_and_restart_drop_nothing() {
+    let _serial = serial();
+    if !can_run("kill -9") {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut tb = testbed(3);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let all = weighted(&r, &[1, 1, 1]);
+    let file = d.file(&[
+        vip_table("10.200.0.10:80", "tcp", &all),
+        vip_table("10.200.0.10:7000", "tcp", &all),
+        vip_table("10.200.0.10:9000", "udp", &all),
+    ]);
+    d.write_in_place(&file).expect("write");
+    d.start().expect("start");
+    serve_names(&mut tb, 80).expect("http servers");
+    serve_echo(&mut tb, 7000).expect("echo servers");
+    let mut conn = EchoConn::connect(&tb, ip(VIP4), 7000).expect("connect");
+    let real = conn.ping().expect("echo");
+    let stream = UdpStream::start(&tb, ip(VIP4), 9000, 2000, 16, &d.dir).expect("udp stream");
+
+    const CYCLES: usize = 3;
+    let mut sport = 20000;
+    for cycle in 0..CYCLES {
+        std::thread::sleep(Duration::from_millis(300));
+        d.kill9().expect("kill -9");
+        assert_eq!(d.attached(), ["eth0"], "the link stays pinned");
+        // No daemon: new connections, the old one, the stream.
+        let per_real = http_ok(&tb, sport, 100);
+        sport += 100;
+        assert_eq!(per_real.len(), 3, "{per_real:?}");
+        assert_eq!(conn.ping().expect("echo without a daemon"), real);
+        std::thread::sleep(Duration::from_millis(300));
+        let stale = text(&d.katran_status(false).expect("status"));
+
+        d.start().expect("restart");
+        let log = d.log();
+        assert!(log.contains("adopted the dataplane"), "log:\n{log}");
+        assert!(log.contains("start: no changes"), "log:\n{log}");
+        let st = d.status().expect("status");
+        assert_eq!(
+            st.last_applied.map(|e| e.message).as_deref(),
+            Some("no changes")
+        );
+        assert_eq!(d.attached(), ["eth0"]);
+        assert_eq!(conn.ping().expect("echo after the restart"), real);
+        if cycle == 0 {
+            let daemon_line = stale.lines().find(|l| l.starts_with("daemon:"));
+            println!("  with no daemon running, katran status said: {daemon_line:?}");
+        }
+    }
+    let per_real = http_ok(&tb, sport, 100);
+    assert_eq!(per_real.len(), 3, "{per_real:?}");
+    assert_eq!(conn.ping().expect("echo at the end"), real);
+    let rep = stream.finish().expect("stream report");
+    println!(
+        "daemon kill -9 x{CYCLES}: udp sent {} received {} (per real {:?}) duplicates {} \
+         send errors {} over {:.1}s; lost {:?}; connection (sport {}) stayed on {real}; {:?} in all",
+        rep.sent,
+        rep.received,
+        rep.per_real,
+        rep.duplicates,
+        rep.send_errors,
+        rep.seconds,
+        rep.lost,
+        conn.sport,
+        t0.elapsed()
+    );
+    assert!(rep.sent > 1000, "{rep:?}");
+    assert_eq!(rep.received, rep.sent, "lost {:?}", rep.lost);
+    assert_eq!(rep.duplicates, 0);
+}
+
+/// 4. 100 reloads in a row, each waited for, while a UDP stream runs to a
+///    VIP the reloads never change: no datagram of it is lost.
+#[test]
+fn daemon_100_reloads_lose_nothing() {
+    let _serial = serial();
+    if !can_run("100 reloads") {
+        return;
+    }
+    let t0 = Instant::now();
+    let tb = testbed(3);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let steady = vip_table("10.200.0.10:9000", "udp", &weighted(&r, &[1, 1, 1]));
+    // The second VIP cycles through: absent, on real0+real1, on real1+real2.
+    let files = [
+        d.file(std::slice::from_ref(&steady)),
+        d.file(&[
+            steady.clone(),
+            vip_table("10.200.0.10:80", "tcp", &weighted(&r, &[1, 1, 0])),
+        ]),
+        d.file(&[
+            steady.clone(),
+            vip_table("10.200.0.10:80", "tcp", &weighted(&r, &[0, 1, 1])),
+        ]),
+    ];
+    let states: Vec<State> = files.iter().map(|f| state_of(f)).collect();
+    d.write_in_place(&files[0]).expect("write");
+    d.start().expect("start");
+    let stream = UdpStream::start(&tb, ip(VIP4), 9000, 3000, 16, &d.dir).expect("udp stream");
+    std::thread::sleep(Duration::from_millis(500));
+
+    const RELOADS: usize = 100;
+    let mut latencies = Vec::with_capacity(RELOADS);
+    let reloads_started = Instant::now();
+    for i in 1..=RELOADS {
+        let (prev, next) = ((i - 1) % 3, i % 3);
+        let summary = katran::plan::diff(Some(&states[prev]), &states[next], 4099).summary();
+        let stamp = d.status_stamp();
+        let t = Instant::now();
+        // Alternate the ways a file changes: in place, by rename, and an
+        // edit followed at once by SIGHUP.
+        match i % 3 {
+            0 => d.write_in_place(&files[next]).expect("write"),
+            1 => d.write_by_rename(&files[next]).expect("write"),
+            _ => {
+                d.write_in_place(&files[next]).expect("write");
+                d.hangup().expect("SIGHUP");
+            }
+        }
+        let (took, _) = d
+            .wait_status(stamp, WAIT, |s| {
+                s.last_error.is_none()
+                    && s.last_applied
+                        .as_ref()
+                        .is_some_and(|e| e.message == summary)
+            })
+            .unwrap_or_else(|e| panic!("reload {i}: {e:#}"));
+        let live = d.live().expect("live").expect("applied");
+        assert!(same(&live, &states[next]), "reload {i}: live {live:?}");
+        latencies.push(took.max(t.elapsed()));
+    }
+    let reloading = reloads_started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rep = stream.finish().expect("stream report");
+    latencies.sort();
+    println!(
+        "daemon {RELOADS} reloads in {reloading:?} (each until the status file reported it: \
+         min {:?}, median {:?}, max {:?}); udp to the unchanged VIP: sent {} received {} \
+         (per real {:?}) duplicates {} send errors {} over {:.1}s; lost {:?}; {:?} in all",
+        latencies[0],
+        latencies[RELOADS / 2],
+        latencies[RELOADS - 1],
+        rep.sent,
+        rep.received,
+        rep.per_real,
+        rep.duplicates,
+        rep.send_errors,
+        rep.seconds,
+        rep.lost,
+        t0.elapsed()
+    );
+    assert!(rep.sent > 10_000, "{rep:?}");
+    assert_eq!(rep.received, rep.sent, "lost {:?}", rep.lost);
+    assert_eq!(rep.duplicates, 0);
+    assert!(d.running());
+    assert_eq!(d.status().expect("status").failures, 0);
+}
+
+/// 5. `katran apply` from another process while the daemon runs: the apply
+///    lock serializes them (neither writes while another holds it), the
+///    result is one whole configuration, and the daemon notices the maps
+///    changed under it.
+#[test]
+fn daemon_notices_concurrent_apply() {
+    let _serial = serial();
+    if !can_run("concurrent apply") {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut tb = testbed(3);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let http = |w: &[u32]| vip_table("10.200.0.10:80", "tcp", &weighted(&r, w));
+    let file_a = d.file(&[http(&[1, 1, 1])]);
+    let file_b = d.file(&[http(&[1, 1, 2])]);
+    let other = d.file(&[
+        http(&[3, 0, 1]),
+        vip_table("10.200.0.10:8080", "tcp", &weighted(&r, &[0, 1])),
+    ]);
+    let (a, b, c) = (state_of(&file_a), state_of(&file_b), state_of(&other));
+    let other_path = d.dir.join("other.toml");
+    std::fs::write(&other_path, &other).unwrap();
+    let other_arg = other_path.to_string_lossy().into_owned();
+    d.write_in_place(&file_a).expect("write");
+    d.start().expect("start");
+    serve_names(&mut tb, 80).expect("servers");
+    http_ok(&tb, 20000, 30);
+
+    // Hold the lock: neither the daemon's reload nor the apply may write.
+    let lock = katran::live::lock(&d.pin_dir).expect("lock");
+    let stamp = d.status_stamp();
+    d.write_in_place(&file_b).expect("write");
+    let apply = d
+        .katran_in_lb(&["apply", "-c", &other_arg])
+        .expect("katran apply");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        same(&d.live().unwrap().unwrap(), &a),
+        "someone wrote the maps while the lock was held"
+    );
+    assert_eq!(
+        d.status_stamp(),
+        stamp,
+        "the daemon's reload finished under the lock"
+    );
+    http_ok(&tb, 21000, 30);
+    drop(lock);
+    let out = apply.wait_with_output().expect("apply");
+    let applied_at = Instant::now();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("waiting for another katran holding the lock"),
+        "{}",
+        text(&out)
+    );
+    d.wait_status(stamp, WAIT, |s| {
+        s.last_applied.is_some() && s.last_error.is_none()
+    })
+    .expect("the daemon's reload");
+    let live = d.live().unwrap().unwrap();
+    let apply_won = same(&live, &c);
+    assert!(
+        apply_won || same(&live, &b),
+        "the maps hold neither file whole: {live:?}"
+    );
+    // Make sure the apply's state is the one left.
+    let applied_at = if apply_won {
+        applied_at
+    } else {
+        let out = d
+            .katran_in_lb(&["apply", "-c", &other_arg])
+            .expect("katran apply")
+            .wait_with_output()
+            .expect("apply");
+        assert!(out.status.success(), "{}", text(&out));
+        Instant::now()
+    };
+    assert!(same(&d.live().unwrap().unwrap(), &c));
+    let (noticed, st) = d
+        .wait_status(None, WAIT, |s| s.external_change.is_some())
+        .expect("external change noticed");
+    let noticed = noticed.max(applied_at.elapsed());
+    println!(
+        "  apply {} the race; noticed after {noticed:?}: {:?}",
+        if apply_won { "won" } else { "lost" },
+        st.external_change
+    );
+    assert!(
+        noticed <= Duration::from_millis(3500),
+        "external change noticed after {noticed:?}"
+    );
+    assert!(
+        d.log().contains("changed by another process"),
+        "{}",
+        d.log()
+    );
+    let per_real = http_ok(&tb, 22000, 60);
+    assert!(
+        !per_real.contains_key("real1"),
+        "the apply's file: {per_real:?}"
+    );
+
+    // The next reload re-applies the daemon's file.
+    let stamp = d.status_stamp();
+    d.write_in_place(&file_a).expect("write");
+    d.wait_live(WAIT, |s| same(s, &a)).expect("file re-applied");
+    d.wait_status(stamp, WAIT, |s| s.last_applied.is_some())
+        .expect("status");
+    let per_real = http_ok(&tb, 23000, 60);
+    assert_eq!(per_real.len(), 3, "{per_real:?}");
+    println!(
+        "daemon concurrent apply: serialized, noticed after {noticed:?}; {:?} in all",
+        t0.elapsed()
+    );
+}
+
+/// 6. Every external change is reported, and a report does not outlive the
+///    reload that re-applied the file.
+#[test]
+fn daemon_reports_every_external_change() {
+    let _serial = serial();
+    if !can_run("every external change") {
+        return;
+    }
+    let tb = testbed(2);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let file = d.file(&[vip_table("10.200.0.10:80", "tcp", &weighted(&r, &[1, 1]))]);
+    let other = d.file(&[vip_table("10.200.0.10:80", "tcp", &weighted(&r, &[1, 2]))]);
+    let other_path = d.dir.join("other.toml");
+    std::fs::write(&other_path, &other).unwrap();
+    let other_arg = other_path.to_string_lossy().into_owned();
+    d.write_in_place(&file).expect("write");
+    d.start().expect("start");
+    let apply_other = || {
+        let out = d
+            .katran_in_lb(&["apply", "-c", &other_arg])
+            .expect("katran apply")
+            .wait_with_output()
+            .expect("apply");
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    apply_other();
+    let (_, st) = d
+        .wait_status(None, WAIT, |s| s.external_change.is_some())
+        .expect("first external change noticed");
+    let first = st.external_change.expect("set");
+
+    // The daemon re-applies its file: the maps match it again.
+    let stamp = d.status_stamp();
+    d.write_in_place(&file).expect("write");
+    d.wait_live(WAIT, |s| same(s, &state_of(&file)))
+        .expect("re-applied");
+    let (_, st) = d
+        .wait_status(stamp, WAIT, |s| s.last_applied.is_some())
+        .expect("reload reported");
+    assert_eq!(
+        st.external_change, None,
+        "the maps hold the file again, yet the status still reports an external change"
+    );
+
+    // A second external change, a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    apply_other();
+    let second = d.wait_status(None, Duration::from_millis(3500), |s| {
+        s.external_change.as_ref().is_some_and(|e| e.at > first.at)
+    });
+    let warnings = d.log().matches("changed by another process").count();
+    assert!(
+        second.is_ok() && warnings == 2,
+        "the second external change went unreported (status {:?}, {warnings} warning(s) logged)",
+        d.status().map(|s| s.external_change)
+    );
+}
