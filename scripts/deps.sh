@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing katran needs on Debian 12 (idempotent).
 # clang compiles the BPF programs; libelf/zlib/pkg-config build the vendored
-# libbpf; iproute2/ethtool drive the network-namespace tests.
+# libbpf; iproute2/ethtool drive the network-namespace tests; man-db,
+# groff-base and systemd (systemd-analyze) check the .deb (packaging/test-deb.sh);
+# mosquitto is the MQTT broker of the MQTT end-to-end tests.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 man-db groff-base systemd mosquitto)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -42,6 +42,7 @@ pub enum Command {
     /// Make the live dataplane match the file, atomically; load and attach it
     /// when absent.
     Apply {
+        /// The configuration file.
         #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Only print what would change, compared with the live maps (or with
@@ -57,14 +58,18 @@ pub enum Command {
     },
     /// Print the plan between two files (for reviewing a change).
     Diff {
+        /// The file as it is now (e.g. on the main branch).
         old: PathBuf,
+        /// The file as proposed.
         new: PathBuf,
+        /// Print JSON for tools instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Run as a daemon: apply the file and keep it applied (file changes,
     /// SIGHUP); SIGTERM leaves the dataplane forwarding.
     Run {
+        /// The configuration file.
         #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Where the daemon reports its reloads for `katran status`.
@@ -79,16 +84,20 @@ pub enum Command {
     },
     /// The live configuration (read back from the maps) and the daemon's state.
     Status {
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Where the daemon reports its reloads and health (read by `katran status`).
         #[arg(long, default_value = DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
+        /// Print JSON for tools instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Packet and byte rates: totals, per VIP, per real; connection table,
     /// ICMP, server ids, drops by reason, XDP verdicts.
     Stats {
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
         /// Seconds between the two readings a rate is taken from.
@@ -97,6 +106,7 @@ pub enum Command {
         /// Keep printing every interval.
         #[arg(long)]
         watch: bool,
+        /// Print JSON for tools instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -107,12 +117,15 @@ pub enum Command {
         src: String,
         /// The VIP, ADDRESS:PORT/PROTO.
         vip: String,
+        /// The configuration file.
         #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long)]
         live: bool,
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Print JSON for tools instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -124,6 +137,7 @@ pub enum Command {
     },
     /// Detach from every interface and remove everything pinned.
     Down {
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
@@ -139,6 +153,7 @@ pub enum Command {
 pub enum RealAction {
     /// Attach the decapsulation program (IP-in-IP, IPv6, GUE) to an interface.
     Attach {
+        /// The network interface.
         #[arg(short, long)]
         interface: String,
         /// native, generic or auto.
@@ -147,20 +162,25 @@ pub enum RealAction {
         /// UDP port of GUE packets to decapsulate.
         #[arg(long, default_value_t = 9886)]
         gue_port: u16,
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
     /// Detach it.
     Detach {
+        /// The network interface.
         #[arg(short, long)]
         interface: String,
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
     /// What it decapsulated, passed and dropped.
     Stats {
+        /// The network interface.
         #[arg(short, long)]
         interface: String,
+        /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },

@@ -5,8 +5,26 @@
 
 pub mod apply;
 pub mod bpf;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod daemon_status;
+pub mod explain;
+pub mod gateway;
+pub mod generate;
 pub mod hash;
+pub mod health;
+pub mod live;
 pub mod maglev;
+pub mod markfwd;
+pub mod metrics;
 pub mod model;
+pub mod plan;
+pub mod real;
+pub mod reconcile;
+pub mod sdnotify;
+pub mod stats;
+pub mod stats_view;
+pub mod status;
 pub mod store;
 pub mod testrun;

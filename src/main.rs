@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our
+    // output goes away (`katran status | head -1`) instead of panicking.
+    // SAFETY: restoring the default disposition of one signal at start.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match katran::cli::run(katran::cli::Cli::parse()) {
         Ok(code) => code,

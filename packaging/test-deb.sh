@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Builds the .deb (packaging/build-deb.sh), installs it, checks what it
+# installed (binary, conffile, unit, man pages, completions), then removes
+# and purges it and checks that everything is gone. Needs root (dpkg -i);
+# as another user it prints "skipped: ..." and exits 0.
+#
+# Prints one line per check and a final "N passed, M failed"; exits 1 when
+# anything failed. Refuses to run where a katran package is already
+# installed, since it ends by purging it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "skipped: test-deb: needs root to install the package"
+    exit 0
+fi
+if dpkg-query -W -f='${Status}' katran 2>/dev/null | grep -q 'install ok installed'; then
+    echo "test-deb: a katran package is installed already; this test would purge it" >&2
+    exit 1
+fi
+
+passed=0
+failed=0
+pass() {
+    echo "ok: $1"
+    passed=$((passed + 1))
+}
+fail() {
+    echo "FAIL: $1"
+    [ -n "${2:-}" ] && sed 's/^/    /' <<<"$2"
+    failed=$((failed + 1))
+}
+# check NAME COMMAND...: passes when COMMAND exits 0; shows its output if not.
+check() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out"; fi
+}
+# quiet NAME COMMAND...: passes when COMMAND exits 0 and prints nothing on
+# stderr (stdout is discarded).
+quiet() {
+    local name=$1 err
+    shift
+    if err=$("$@" 2>&1 >/dev/null) && [ -z "$err" ]; then pass "$name"; else fail "$name" "${err:-non-zero exit}"; fi
+}
+finish() {
+    echo "test-deb: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+for tool in dpkg-deb man systemd-analyze gzip; do
+    command -v "$tool" >/dev/null || fail "tool $tool" "not installed (scripts/deps.sh installs it)"
+done
+[ "$failed" -eq 0 ] || finish
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+if ! deb=$(packaging/build-deb.sh "$version" | tail -n1) || [ ! -f "$deb" ]; then
+    fail "build-deb.sh" "no package built"
+    finish
+fi
+pass "build $deb"
+
+files=(
+    /usr/bin/katran
+    /etc/katran.toml
+    /lib/systemd/system/katran.service
+    /usr/share/man/man8/katran.8.gz
+    /usr/share/man/man5/katran.toml.5.gz
+    /usr/share/bash-completion/completions/katran
+    /usr/share/zsh/vendor-completions/_katran
+    /usr/share/fish/vendor_completions.d/katran.fish
+    /usr/share/doc/katran/copyright
+)
+contents=$(dpkg-deb --contents "$deb" | awk '{print $NF}' | sed 's/^\.//')
+missing=()
+for f in "${files[@]}" /usr/share/doc/katran/examples/minimal.toml; do
+    grep -qx "$f" <<<"$contents" || missing+=("$f")
+done
+if [ ${#missing[@]} -eq 0 ]; then pass "package contents"; else fail "package contents" "missing: ${missing[*]}"; fi
+check "control: Depends" grep -q '^Depends: .*libelf1.*zlib1g.*iproute2' <(dpkg-deb --field "$deb")
+
+# --- installed -------------------------------------------------------------
+check "dpkg -i" dpkg -i "$deb"
+check "conffile /etc/katran.toml registered" grep -q '/etc/katran.toml' \
+    <(dpkg-query -W -f='${Conffiles}\n' katran)
+if out=$(katran --version 2>&1) && [ "$out" = "katran $version" ]; then
+    pass "katran --version: $out"
+else
+    fail "katran --version" "$out"
+fi
+check "katran check -c /etc/katran.toml" katran check -c /etc/katran.toml
+
+# The unit, offline: systemd need not be the running init for either.
+unit=/lib/systemd/system/katran.service
+if out=$(systemd-analyze verify "$unit" 2>&1) && [ -z "$out" ]; then
+    pass "systemd-analyze verify $unit"
+else
+    fail "systemd-analyze verify $unit" "${out:-non-zero exit}"
+fi
+sec=$(systemd-analyze security --offline=true --no-pager "$unit" 2>&1)
+exposure=$(sed -n 's/.*Overall exposure level for katran.service: \([0-9.]*\).*/\1/p' <<<"$sec")
+if [ -n "$exposure" ] && awk -v e="$exposure" 'BEGIN { exit !(e < 3.0) }'; then
+    pass "systemd-analyze security: exposure $exposure (< 3.0)"
+else
+    fail "systemd-analyze security: exposure ${exposure:-?} (want < 3.0)" "$(grep '✗' <<<"$sec")"
+fi
+
+# Man pages: found by name, and rendered by groff without a warning.
+# Slim images tell dpkg not to install /usr/share/man at all; there, the
+# pages are checked as the package holds them.
+export MANWIDTH=80
+mandir=/usr/share/man
+if grep -qsE '^path-exclude=?/usr/share/man' /etc/dpkg/dpkg.cfg.d/*; then
+    echo "skipped: man -w: dpkg excludes /usr/share/man here (/etc/dpkg/dpkg.cfg.d); checking the pages in the .deb"
+    extracted=$(mktemp -d)
+    trap 'rm -rf "$extracted"' EXIT
+    dpkg-deb -x "$deb" "$extracted"
+    mandir=$extracted/usr/share/man
+else
+    check "man -w katran" test "$(man -w 8 katran)" = /usr/share/man/man8/katran.8.gz
+    check "man -w katran.toml" test "$(man -w 5 katran.toml)" = /usr/share/man/man5/katran.toml.5.gz
+fi
+quiet "man --warnings katran.8" man --warnings -l "$mandir/man8/katran.8.gz"
+quiet "man --warnings katran.toml.5" man --warnings -l "$mandir/man5/katran.toml.5.gz"
+
+# Completions: each parses in its shell (zsh and fish only where installed).
+check "bash completion" bash -c \
+    'source /usr/share/bash-completion/completions/katran && complete -p katran'
+if command -v zsh >/dev/null; then
+    check "zsh completion parses" zsh -n /usr/share/zsh/vendor-completions/_katran
+else
+    echo "skipped: zsh completion: zsh not installed"
+fi
+if command -v fish >/dev/null; then
+    check "fish completion parses" fish --no-execute /usr/share/fish/vendor_completions.d/katran.fish
+else
+    echo "skipped: fish completion: fish not installed"
+fi
+
+# --- removed, then purged --------------------------------------------------
+check "dpkg -r katran" dpkg -r katran
+left=()
+for f in "${files[@]}"; do
+    [ "$f" = /etc/katran.toml ] && continue
+    [ -e "$f" ] && left+=("$f")
+done
+if [ ${#left[@]} -eq 0 ]; then pass "removed: binary, unit, man pages, completions"; else fail "removed" "still there: ${left[*]}"; fi
+check "removed: the edited-or-not conffile stays" test -f /etc/katran.toml
+check "dpkg -P katran" dpkg -P katran
+check "purged: /etc/katran.toml gone" test ! -e /etc/katran.toml
+check "purged: package unknown to dpkg" bash -c \
+    "! dpkg-query -W -f='\${Status}' katran 2>/dev/null | grep -q installed"
+
+finish

@@ -1,0 +1,369 @@
+//! `katran generate` (hidden, for packaging): the katran(8) man page and the
+//! bash, zsh and fish completions, all derived from the clap definitions in
+//! `cli` so they cannot drift from `--help`.
+//!
+//! The man page is clap_mangen's title, name, synopsis and global options,
+//! then one subsection per visible command (its synopsis and options, also
+//! rendered by clap_mangen), then hand-written sections clap knows nothing
+//! of: SIGNALS, EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO. The committed
+//! `man/katran.8` is this output; `tests/manpage.rs` keeps it current.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Subcommand, ValueEnum};
+use clap_mangen::Man;
+
+use crate::cli::{Cli, DEFAULT_CONFIG, DEFAULT_PIN_DIR};
+use crate::daemon_status::DEFAULT_STATUS_FILE;
+
+/// The name completions are registered for.
+const BIN: &str = "katran";
+/// The date in the page footer: a year, as in katran.toml(5), not the build
+/// date, so the page is reproducible (and an empty one would shift the
+/// footer fields: clap_mangen drops empty `.TH` arguments).
+const MAN_DATE: &str = "2026";
+
+/// What `katran generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Target {
+    /// Write the man page katran.8 into DIR.
+    Man {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL on standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// The shells completions are generated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl Shell {
+    fn clap(self) -> clap_complete::Shell {
+        match self {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        }
+    }
+}
+
+/// Runs `katran generate …`.
+pub fn run(target: Target) -> Result<ExitCode> {
+    match target {
+        Target::Man { dir } => {
+            let path = write_man(&dir)?;
+            eprintln!("wrote {}", path.display());
+        }
+        Target::Completions { shell } => {
+            let mut out = io::stdout().lock();
+            completions(shell, &mut out);
+            out.flush().context("writing the completions")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `katran.8` into `dir`; returns its path.
+pub fn write_man(dir: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("katran.8");
+    fs::write(&path, man_page()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Writes the completion script for `shell`.
+pub fn completions(shell: Shell, out: &mut dyn Write) {
+    let mut cmd = without_hidden_commands(Cli::command());
+    clap_complete::generate(shell.clap(), &mut cmd, BIN, out);
+}
+
+/// `cmd` without its hidden subcommands (clap_complete would offer them:
+/// clap has no way to remove a subcommand, so the top level is rebuilt).
+fn without_hidden_commands(cmd: clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(BIN)
+        .subcommand_required(cmd.is_subcommand_required_set())
+        .arg_required_else_help(cmd.is_arg_required_else_help_set())
+        .args(cmd.get_arguments().cloned())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if cmd.get_version().is_some() {
+        out = out.version(env!("CARGO_PKG_VERSION"));
+    }
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    out
+}
+
+/// The katran(8) page, as roff source.
+pub fn man_page() -> String {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let man = Man::new(cmd.clone())
+        .title("KATRAN")
+        .section("8")
+        .date(MAN_DATE)
+        .manual("System Administration");
+
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    man.render_title(&mut out).expect("in memory");
+    man.render_name_section(&mut out).expect("in memory");
+    man.render_synopsis_section(&mut out).expect("in memory");
+    let mut page = String::from_utf8(out).expect("roff is UTF-8");
+
+    page.push_str(&description());
+
+    let mut global = Vec::new();
+    man.render_options_section(&mut global).expect("in memory");
+    page.push_str(&String::from_utf8(global).expect("roff is UTF-8"));
+
+    page.push_str(".SH COMMANDS\n");
+    for sub in visible_subcommands(&cmd) {
+        page.push_str(&command_section(sub, ""));
+    }
+
+    page.push_str(&signals());
+    page.push_str(EXIT_STATUS);
+    page.push_str(ENVIRONMENT);
+    page.push_str(&files());
+    page.push_str(SEE_ALSO);
+    page
+}
+
+/// Subcommands to document: neither hidden nor clap's own `help`.
+fn visible_subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
+    cmd.get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+}
+
+/// One `.SS` per command, then one per subcommand of it (`real attach`):
+/// clap_mangen's synopsis and options for each, with their `.SH` headings
+/// dropped so they nest under COMMANDS.
+fn command_section(sub: &clap::Command, parent: &str) -> String {
+    let name = format!("{parent}{}", sub.get_name());
+    let mut s = format!(".SS \"{name}\"\n");
+    let man = Man::new(sub.clone());
+    let mut synopsis = Vec::new();
+    man.render_synopsis_section(&mut synopsis)
+        .expect("in memory");
+    s.push_str(&without_heading(&synopsis));
+    if let Some(about) = sub.get_long_about().or_else(|| sub.get_about()) {
+        s.push_str(".PP\n");
+        for line in about.to_string().lines() {
+            if line.trim().is_empty() {
+                s.push_str(".PP\n");
+            } else {
+                s.push_str(&escape(line));
+                s.push('\n');
+            }
+        }
+    }
+    let mut options = Vec::new();
+    man.render_options_section(&mut options).expect("in memory");
+    s.push_str(&without_heading(&options));
+    for nested in visible_subcommands(sub) {
+        s.push_str(&command_section(nested, &format!("{name} ")));
+    }
+    s
+}
+
+/// Roff text without its `.SH` lines.
+fn without_heading(roff: &[u8]) -> String {
+    String::from_utf8_lossy(roff)
+        .lines()
+        .filter(|l| !l.starts_with(".SH"))
+        .flat_map(|l| [l, "\n"])
+        .collect()
+}
+
+/// Escapes plain text for a roff text line.
+fn escape(text: &str) -> String {
+    let body = text.replace('\\', "\\e").replace('-', "\\-");
+    if body.starts_with('.') || body.starts_with('\'') {
+        format!("\\&{body}")
+    } else {
+        body
+    }
+}
+
+fn description() -> String {
+    format!(
+        r#".SH DESCRIPTION
+.B katran
+is a layer\-4 load balancer for Linux.
+An XDP program forwards packets addressed to virtual IPs (VIPs) to real
+servers over IP\-in\-IP or GUE encapsulation, and the real servers answer
+clients directly (direct server return).
+Everything it does is declared in one TOML file, by default
+.IR {config} ,
+described in
+.BR katran.toml (5).
+.PP
+.B katran check
+validates the file without privileges;
+.B katran apply
+makes the live dataplane match it in one atomic step, loading and attaching
+the program when it is absent;
+.B katran run
+does the same and keeps doing it as a daemon.
+The program, its maps and its XDP links are pinned under
+.IR {pins} ,
+so the dataplane keeps forwarding when no
+.B katran
+process runs, and a later process adopts it without interrupting traffic.
+Only
+.B katran down
+stops forwarding.
+.PP
+Commands that touch the dataplane need root, or the capabilities
+CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON.
+"#,
+        config = escape(DEFAULT_CONFIG),
+        pins = escape(DEFAULT_PIN_DIR),
+    )
+}
+
+fn signals() -> String {
+    format!(
+        r#".SH SIGNALS
+These apply to
+.BR "katran run" .
+.TP
+.B SIGHUP
+Reload the configuration file: check it, then apply the difference
+atomically.
+A file with errors is logged and recorded in
+.IR {status} ;
+the last good configuration stays in force.
+Changes to the file are also picked up without a signal.
+.TP
+.BR SIGTERM ", " SIGINT
+Exit.
+The dataplane stays pinned and keeps forwarding, so a restart or an upgrade
+drops no traffic; the next
+.B katran run
+or
+.B katran apply
+adopts it.
+With
+.B \-\-down\-on\-exit
+the daemon instead detaches from every interface and removes everything
+pinned, as
+.B katran down
+does.
+"#,
+        status = escape(DEFAULT_STATUS_FILE),
+    )
+}
+
+const EXIT_STATUS: &str = r#".SH EXIT STATUS
+.TP
+.B 0
+Success.
+.TP
+.B 1
+An error: an invalid configuration file (every problem is printed), missing
+privileges, or a failure of the kernel or of an interface.
+.TP
+.B 2
+.B katran apply \-\-detailed\-exitcode
+(also with
+.BR \-\-dry\-run )
+succeeded and there were changes.
+.TP
+.B 3
+.B katran status
+found no dataplane pinned (with
+.B \-\-json
+it exits 0 and says so in the output).
+"#;
+
+const ENVIRONMENT: &str = r#".SH ENVIRONMENT
+.TP
+.B RUST_LOG
+Log level of the messages written to standard error:
+.BR error ", " warn ", " info
+(the default),
+.BR debug " or " trace .
+.TP
+.B NOTIFY_SOCKET
+Set by systemd for
+.BR Type=notify
+services:
+.B katran run
+reports readiness, reloads and the last outcome there
+(see
+.BR sd_notify (3)).
+"#;
+
+fn files() -> String {
+    format!(
+        r#".SH FILES
+.TP
+.I {config}
+The configuration file; see
+.BR katran.toml (5).
+.TP
+.I {pins}
+The pinned dataplane: the program, its maps and one XDP link per interface
+(the
+.B pin_dir
+setting); it must be on a bpffs, normally mounted at
+.I /sys/fs/bpf
+by systemd.
+.TP
+.I {status}
+The daemon's last reload and its failures, read by
+.BR "katran status" .
+"#,
+        config = escape(DEFAULT_CONFIG),
+        pins = escape(DEFAULT_PIN_DIR),
+        status = escape(DEFAULT_STATUS_FILE),
+    )
+}
+
+const SEE_ALSO: &str = r#".SH SEE ALSO
+.BR katran.toml (5),
+.BR systemd.service (5),
+.BR ip (8),
+.BR bpftool (8)
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_guards_roff_syntax() {
+        assert_eq!(escape("a-b"), "a\\-b");
+        assert_eq!(escape(".x"), "\\&.x");
+        assert_eq!(escape("c:\\d"), "c:\\ed");
+    }
+
+    #[test]
+    fn generate_stays_out_of_the_page_and_completions() {
+        let page = man_page();
+        assert!(page.contains(".SS \"check\""));
+        assert!(!page.contains("generate"));
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut out = Vec::new();
+            completions(shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("check"), "{shell:?}");
+            assert!(!text.contains("generate"), "{shell:?}");
+        }
+    }
+}
