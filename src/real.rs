@@ -28,14 +28,7 @@ struct Pins {
 }
 
 fn pins(iface: &str, pin_dir: &Path) -> Result<Pins> {
-    let valid = !iface.is_empty()
-        && iface.len() <= 15
-        && iface != "."
-        && iface != ".."
-        && !iface.contains(|c: char| c == '/' || c.is_whitespace() || c == '\0');
-    if !valid {
-        bail!("`{iface}` is not a valid interface name");
-    }
+    crate::bpf::attach::check_iface_name(iface)?;
     let dir = pin_dir.join("real").join(iface);
     Ok(Pins {
         link: dir.join("link"),

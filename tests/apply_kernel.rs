@@ -14,8 +14,7 @@ use common::frames::{self, TCP_ACK, TCP_SYN};
 use katran::apply::{apply, read_live};
 use katran::bpf::kernel_store::KernelStore;
 use katran::bpf::loader::{Dataplane, LoadOptions};
-use katran::hash::{flow_hash, real_hash};
-use katran::maglev::{self, Endpoint};
+use katran::explain::{explain, Flow};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::plan;
 use katran::testrun::{run_once, XDP_PASS, XDP_TX};
@@ -64,26 +63,19 @@ fn state(mac: u8, vips: Vec<Vip>) -> State {
     s
 }
 
-/// What the dataplane must do with a TCP flow to port 80 under `s`, computed
-/// independently in Rust: `None` = pass, else (real, gateway MAC).
+/// What the dataplane must do with a TCP flow to port 80 under `s`, as
+/// `katran explain` computes it: `None` = pass, else (real, gateway MAC).
 fn expected(s: &State, src: IpAddr, sport: u16, dst: IpAddr) -> Option<(IpAddr, [u8; 6])> {
-    let v = s
-        .vips
-        .iter()
-        .find(|v| v.key.addr == dst && v.key.port == 80)?;
-    let eps: Vec<Endpoint> = v
-        .reals
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Endpoint {
-            id: i as u32 + 1,
-            hash: real_hash(b.addr),
-            weight: b.weight,
-        })
-        .collect();
-    let ring = maglev::build(s.ring, &eps, 65537);
-    let id = ring[(flow_hash(src, sport, 80) % 65537) as usize];
-    Some((v.reals[id as usize - 1].addr, s.globals.gateway_mac.0))
+    let flow = Flow {
+        src,
+        sport,
+        dst,
+        dport: 80,
+        proto: Proto::Tcp,
+    };
+    explain(s, 65537, flow)
+        .real
+        .map(|r| (r, s.globals.gateway_mac.0))
 }
 
 fn sorted(mut s: State) -> State {

@@ -15,7 +15,6 @@ mod common;
 mod testbed;
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,19 +40,7 @@ fn can_run(name: &str) -> bool {
     if !common::privileged(&name) {
         return false;
     }
-    for tool in ["python3", "ip", "ethtool", "nsenter"] {
-        let found = Command::new(tool)
-            .arg(if tool == "ip" { "-V" } else { "--version" })
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            println!("skipped: {name}: needs {tool}");
-            return false;
-        }
-    }
-    true
+    common::tools(&name, &["python3", "ip", "ethtool", "nsenter"])
 }
 
 /// A testbed whose balancer the daemon attaches, and that daemon (declared

@@ -7,7 +7,6 @@ mod common;
 mod testbed;
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use katran::bpf::abi::types::lb_stat;
 use katran::model::{Backend, Encap, Proto, RingKind, State, Vip, VipFlags, VipKey};
@@ -21,19 +20,7 @@ fn can_run(name: &str) -> bool {
     if !common::privileged(&name) {
         return false;
     }
-    for tool in ["python3", "curl", "ip", "ethtool"] {
-        let found = Command::new(tool)
-            .arg(if tool == "ip" { "-V" } else { "--version" })
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            println!("skipped: {name}: needs {tool}");
-            return false;
-        }
-    }
-    true
+    common::tools(&name, &["python3", "curl", "ip", "ethtool"])
 }
 
 fn vip(tb: &Testbed, addr: &str, reals: &[(IpAddr, u32)]) -> State {

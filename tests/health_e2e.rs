@@ -93,19 +93,6 @@ for line in sys.stdin:
     print("done", flush=True)
 "#;
 
-fn tools_present(name: &str, tools: &[&str]) -> bool {
-    for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output();
-        if !found.is_ok_and(|o| o.status.success()) {
-            println!("skipped: {name}: {t} is not installed");
-            return false;
-        }
-    }
-    true
-}
-
 fn vip_with_check(tb: &Testbed, check: &str, port: u16) -> String {
     let reals: Vec<String> = tb.reals.iter().map(|r| format!("\"{}\"", r.v4)).collect();
     format!(
@@ -156,10 +143,10 @@ fn wait_health(
 #[test]
 fn http_health_checks_drain_and_restore_a_real() {
     const NAME: &str = "health e2e http";
-    if !common::privileged(NAME) || !tools_present(NAME, &["python3", "ip", "nsenter"]) {
+    if !common::privileged(NAME) || !common::tools(NAME, &["python3", "ip", "nsenter"]) {
         return;
     }
-    let mut tb = Testbed::builder()
+    let tb = Testbed::builder()
         .reals(3)
         .attach_balancer(false)
         .build()
@@ -266,7 +253,7 @@ fn http_health_checks_drain_and_restore_a_real() {
 #[test]
 fn mqtt_health_checks_drain_and_restore_a_broker() {
     const NAME: &str = "health e2e mqtt";
-    if !common::privileged(NAME) || !tools_present(NAME, &["mosquitto", "python3", "ip", "nsenter"])
+    if !common::privileged(NAME) || !common::tools(NAME, &["mosquitto", "python3", "ip", "nsenter"])
     {
         return;
     }

@@ -32,6 +32,19 @@ impl std::fmt::Display for Attached {
     }
 }
 
+/// An interface name that is also safe as a pin file name.
+pub fn check_iface_name(iface: &str) -> Result<()> {
+    let valid = !iface.is_empty()
+        && iface.len() <= 15
+        && iface != "."
+        && iface != ".."
+        && !iface.contains(|c: char| c == '/' || c.is_whitespace() || c == '\0');
+    if !valid {
+        bail!("`{iface}` is not a valid interface name");
+    }
+    Ok(())
+}
+
 pub fn ifindex(name: &str) -> Result<u32> {
     let c =
         CString::new(name).with_context(|| format!("interface name {name:?} has a NUL byte"))?;

@@ -7,41 +7,25 @@ pub mod decap;
 pub mod kernel_store;
 pub mod loader;
 
-#[allow(
-    clippy::all,
-    dead_code,
-    unused_imports,
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    missing_docs
-)]
-pub mod skel {
-    include!(concat!(env!("OUT_DIR"), "/balancer.skel.rs"));
+/// A generated skeleton, included from `OUT_DIR` (see build.rs); its code
+/// is libbpf-cargo's, so lints for hand-written code are off there.
+macro_rules! skeleton {
+    ($module:ident, $file:literal) => {
+        #[allow(
+            clippy::all,
+            dead_code,
+            unused_imports,
+            non_camel_case_types,
+            non_upper_case_globals,
+            non_snake_case,
+            missing_docs
+        )]
+        pub mod $module {
+            include!(concat!(env!("OUT_DIR"), "/", $file));
+        }
+    };
 }
 
-#[allow(
-    clippy::all,
-    dead_code,
-    unused_imports,
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    missing_docs
-)]
-pub mod decap_skel {
-    include!(concat!(env!("OUT_DIR"), "/decap.skel.rs"));
-}
-
-#[allow(
-    clippy::all,
-    dead_code,
-    unused_imports,
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    missing_docs
-)]
-pub mod healthcheck_skel {
-    include!(concat!(env!("OUT_DIR"), "/healthcheck.skel.rs"));
-}
+skeleton!(skel, "balancer.skel.rs");
+skeleton!(decap_skel, "decap.skel.rs");
+skeleton!(healthcheck_skel, "healthcheck.skel.rs");

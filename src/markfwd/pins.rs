@@ -3,8 +3,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
-
 use super::kernel::Maps;
 
 /// The pin layout under `<pin_dir>/hc`.
@@ -47,14 +45,4 @@ impl HcPins {
     }
 }
 
-pub fn check_iface_name(iface: &str) -> Result<()> {
-    let valid = !iface.is_empty()
-        && iface.len() <= 15
-        && iface != "."
-        && iface != ".."
-        && !iface.contains(|c: char| c == '/' || c.is_whitespace() || c == '\0');
-    if !valid {
-        bail!("`{iface}` is not a valid interface name");
-    }
-    Ok(())
-}
+pub use crate::bpf::attach::check_iface_name;

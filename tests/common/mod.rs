@@ -15,6 +15,21 @@ pub fn privileged(name: &str) -> bool {
     true
 }
 
+/// Whether every tool is installed; prints `skipped: NAME: needs TOOL` if not.
+pub fn tools(name: &str, tools: &[&str]) -> bool {
+    for tool in tools {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            println!("skipped: {name}: needs {tool}");
+            return false;
+        }
+    }
+    true
+}
+
 /// `../shared/conformance/katran`, when present.
 pub fn conformance_dir(name: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/katran");

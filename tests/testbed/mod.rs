@@ -15,6 +15,7 @@
 //! processes and deletes the namespaces.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod http;
 pub mod netns;
 
@@ -69,6 +70,7 @@ pub struct Builder {
     vips: Vec<IpAddr>,
     mode: XdpMode,
     gue_port: u16,
+    attach_balancer: bool,
 }
 
 impl Default for Builder {
@@ -79,6 +81,7 @@ impl Default for Builder {
             vips: vec![ip(VIP4), ip(VIP6)],
             mode: XdpMode::Native,
             gue_port: DEFAULT_GUE_PORT,
+            attach_balancer: true,
         }
     }
 }
@@ -109,6 +112,12 @@ impl Builder {
     /// GUE port the reals decapsulate.
     pub fn gue_port(mut self, port: u16) -> Self {
         self.gue_port = port;
+        self
+    }
+    /// Whether the test process attaches its balancer to the LB's `eth0`
+    /// (default yes); without, something else does (see [`daemon`]).
+    pub fn attach_balancer(mut self, yes: bool) -> Self {
+        self.attach_balancer = yes;
         self
     }
 
@@ -296,11 +305,13 @@ impl Testbed {
         let pass = self.dp.pass_floor().as_fd();
         let (link, _) = netns::within(&self.router, || attach_xdp(pass, "lb", XdpMode::Native))?;
         self.links.push(link);
-        let prog = self.dp.balancer().as_fd();
-        let iface = self.lb.iface.clone();
-        let (link, how) = netns::within(&self.lb.ns, || attach_xdp(prog, &iface, b.mode))?;
-        self.links.push(link);
-        self.lb_attached = how;
+        if b.attach_balancer {
+            let prog = self.dp.balancer().as_fd();
+            let iface = self.lb.iface.clone();
+            let (link, how) = netns::within(&self.lb.ns, || attach_xdp(prog, &iface, b.mode))?;
+            self.links.push(link);
+            self.lb_attached = how;
+        }
         for real in &self.reals {
             let decap = Decap::load(b.gue_port)?;
             let prog = decap.prog().as_fd();
@@ -361,6 +372,26 @@ impl Testbed {
                     _ => bail!("{args:?} in {ns} exited before printing {want:?}"),
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Makes the balancer see every client packet on CPU `cpu`, as a NIC's
+    /// receive hashing keeps each flow on one queue and CPU. Without it a
+    /// veth delivers a packet on whichever CPU sent it, a flow's packets
+    /// wander between CPUs, and a packet on a CPU whose connection table
+    /// has no entry for the flow is hashed on the current ring: after a
+    /// change of reals, possibly to another real. This steers (RPS) what
+    /// the router receives from the clients to one CPU, where it is
+    /// forwarded to the balancer and its XDP program runs.
+    pub fn steer_clients_to_cpu(&self, cpu: usize) -> Result<()> {
+        let mask = format!("{:x}", 1u64 << cpu.min(63));
+        for i in 0..self.clients.len() {
+            let file = format!("/sys/class/net/c{i}/queues/rx-0/rps_cpus");
+            netns::exec(
+                &self.router,
+                &["sh", "-c", &format!("echo {mask} > {file}")],
+            )?;
         }
         Ok(())
     }
