@@ -74,7 +74,12 @@ pub fn explain(state: &State, ring_size: u32, flow: Flow) -> Explanation {
 }
 
 /// As [`explain`], reusing rings across calls.
-pub fn explain_cached(state: &State, ring_size: u32, flow: Flow, cache: &mut RingCache) -> Explanation {
+pub fn explain_cached(
+    state: &State,
+    ring_size: u32,
+    flow: Flow,
+    cache: &mut RingCache,
+) -> Explanation {
     let mut out = Explanation {
         flow,
         vip: None,

@@ -13,9 +13,9 @@
 mod assemble;
 mod dataplane;
 mod document;
-mod health;
 mod draft;
 mod error;
+mod health;
 mod mappings;
 mod reader;
 pub mod schema;
