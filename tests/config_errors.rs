@@ -231,9 +231,18 @@ const BROKEN: &[(&str, Expected)] = &[
         "healthcheck_any_port_without_port",
         &[(8, 15, "its health check must name the port to probe")],
     ),
-    ("healthcheck_bad_interval", &[(8, 43, "`interval` is not a duration from 100ms to 1h")]),
-    ("healthcheck_bad_type", &[(8, 24, "unknown health check type \"icmp\"")]),
-    ("healthcheck_path_without_http", &[(8, 38, "`path` only applies to type = \"http\" checks")]),
+    (
+        "healthcheck_bad_interval",
+        &[(8, 43, "`interval` is not a duration from 100ms to 1h")],
+    ),
+    (
+        "healthcheck_bad_type",
+        &[(8, 24, "unknown health check type \"icmp\"")],
+    ),
+    (
+        "healthcheck_path_without_http",
+        &[(8, 38, "`path` only applies to type = \"http\" checks")],
+    ),
     (
         "healthcheck_timeout_above_interval",
         &[(12, 11, "the timeout (5s) is longer than the interval (1s)")],

@@ -237,9 +237,7 @@ fn netns_marked_datagrams_leave_encapsulated() {
         markfwd::read_marks(&pin_dir).expect("read"),
         Some(marks.clone())
     );
-    assert!(markfwd::sync(&pin_dir, &marks)
-        .expect("sync")
-        .is_empty());
+    assert!(markfwd::sync(&pin_dir, &marks).expect("sync").is_empty());
     let filters = hc::netns::exec(&pair.a, &["tc", "filter", "show", "dev", "va", "egress"])
         .expect("tc filter show");
     assert!(filters.contains("healthcheck"), "{filters}");
@@ -268,9 +266,7 @@ fn netns_marked_datagrams_leave_encapsulated() {
         let f = frame.unwrap_or_else(|| panic!("{tag} (mark {mark}) never arrived in b"));
         want.check(&f, tag, ip(dst), *real);
     }
-    let (stats, per_mark) = markfwd::stats(&pin_dir)
-        .expect("stats")
-        .expect("loaded");
+    let (stats, per_mark) = markfwd::stats(&pin_dir).expect("stats").expect("loaded");
     assert_eq!((stats.encap_v4, stats.encap_v6), (2, 2), "{stats}");
     assert!(stats.pass_no_mapping >= 1, "{stats}");
     assert_eq!(per_mark[&MARK4].packets, 2);
@@ -349,9 +345,7 @@ fn netns_tcp_check_reaches_the_real() {
     ] {
         assert!(n > 0, "the real decapsulated no {what}: {d:?}");
     }
-    let (stats, per_mark) = markfwd::stats(&pin_dir)
-        .expect("stats")
-        .expect("loaded");
+    let (stats, per_mark) = markfwd::stats(&pin_dir).expect("stats").expect("loaded");
     assert_eq!(stats.drop_too_big + stats.drop_encap, 0, "{stats}");
     for (mark, c) in per_mark {
         assert!(

@@ -30,7 +30,13 @@ fn vip(addr: &str, port: u16, proto: Proto, flags: VipFlags, reals: &[(&str, u32
             proto,
         },
         flags,
-        reals: reals.iter().map(|(a, w)| Backend { addr: ip(a), weight: *w }).collect(),
+        reals: reals
+            .iter()
+            .map(|(a, w)| Backend {
+                addr: ip(a),
+                weight: *w,
+            })
+            .collect(),
     }
 }
 
@@ -51,8 +57,20 @@ fn base_state() -> State {
     };
     s.globals.gateway_mac = MacAddr([2, 0, 0, 0, 0, 1]);
     s.vips = vec![
-        vip("10.200.0.1", 80, Proto::Tcp, VipFlags::default(), &[("10.1.0.1", 1), ("10.1.0.2", 2), ("10.1.0.3", 3)]),
-        vip("10.200.0.2", 0, Proto::Tcp, VipFlags::default(), &[("10.1.0.4", 1), ("10.1.0.5", 1)]),
+        vip(
+            "10.200.0.1",
+            80,
+            Proto::Tcp,
+            VipFlags::default(),
+            &[("10.1.0.1", 1), ("10.1.0.2", 2), ("10.1.0.3", 3)],
+        ),
+        vip(
+            "10.200.0.2",
+            0,
+            Proto::Tcp,
+            VipFlags::default(),
+            &[("10.1.0.4", 1), ("10.1.0.5", 1)],
+        ),
         vip(
             "10.200.0.3",
             443,
@@ -73,7 +91,13 @@ fn base_state() -> State {
             },
             &[("10.1.0.7", 1), ("10.1.0.8", 1), ("10.1.0.9", 1)],
         ),
-        vip("fd00:200::1", 80, Proto::Tcp, VipFlags::default(), &[("fd00:201::1", 1), ("fd00:201::2", 1), ("10.1.0.3", 2)]),
+        vip(
+            "fd00:200::1",
+            80,
+            Proto::Tcp,
+            VipFlags::default(),
+            &[("fd00:201::1", 1), ("fd00:201::2", 1), ("10.1.0.3", 2)],
+        ),
     ];
     s
 }
@@ -120,14 +144,20 @@ fn counters_move_by_exactly_the_packets_sent() {
     assert_eq!(d("conn_miss_tcp_nonsyn"), 0);
     assert_eq!(d("fallback_table"), 2 * u64::from(n));
     let key = state.vips[0].key.to_string();
-    assert_eq!(after.vips[&key].packets - before.vips[&key].packets, 2 * u64::from(n));
+    assert_eq!(
+        after.vips[&key].packets - before.vips[&key].packets,
+        2 * u64::from(n)
+    );
     assert_eq!(after.vips[&key].bytes - before.vips[&key].bytes, bytes);
     let real_packets: u64 = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
         .iter()
         .map(|r| after.reals[&ip(r)].packets - before.reals[&ip(r)].packets)
         .sum();
     assert_eq!(real_packets, 2 * u64::from(n));
-    println!("counters: {} frames sent, every counter moved by exactly its share", 2 * n + 16);
+    println!(
+        "counters: {} frames sent, every counter moved by exactly its share",
+        2 * n + 16
+    );
 }
 
 /// A small deterministic generator (xorshift), to avoid a dependency.
@@ -165,15 +195,45 @@ fn explain_agrees_with_the_dataplane_on_10000_flows() {
     for _ in 0..10_000 {
         let (dst, port) = targets[(rng.next() % targets.len() as u64) as usize];
         let dst = ip(dst);
-        let dport = if port == 0 { (rng.next() % 65535 + 1) as u16 } else { port };
+        let dport = if port == 0 {
+            (rng.next() % 65535 + 1) as u16
+        } else {
+            port
+        };
         let r = rng.next();
         let src = if dst.is_ipv4() {
-            IpAddr::from([(r >> 8) as u8 | 1, (r >> 16) as u8, (r >> 24) as u8, (r >> 32) as u8])
+            IpAddr::from([
+                (r >> 8) as u8 | 1,
+                (r >> 16) as u8,
+                (r >> 24) as u8,
+                (r >> 32) as u8,
+            ])
         } else {
-            IpAddr::from([0xfd, 0, 1, 0, 0, 0, 0, 0, 0, 0, (r >> 8) as u8, (r >> 16) as u8, (r >> 24) as u8, (r >> 32) as u8, 0, 1])
+            IpAddr::from([
+                0xfd,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                (r >> 8) as u8,
+                (r >> 16) as u8,
+                (r >> 24) as u8,
+                (r >> 32) as u8,
+                0,
+                1,
+            ])
         };
         let sport = (r >> 40) as u16 | 1;
-        let (verdict, out) = run_once(dp.balancer(), &frames::tcp((src, sport), (dst, dport), TCP_SYN)).unwrap();
+        let (verdict, out) = run_once(
+            dp.balancer(),
+            &frames::tcp((src, sport), (dst, dport), TCP_SYN),
+        )
+        .unwrap();
         let got = (verdict == XDP_TX).then(|| frames::outer_dst(&out).unwrap());
         let flow = Flow {
             src,
@@ -183,7 +243,10 @@ fn explain_agrees_with_the_dataplane_on_10000_flows() {
             proto: Proto::Tcp,
         };
         let e = explain_cached(&state, 65537, flow, &mut cache);
-        assert_eq!(got, e.real, "flow {src}:{sport} -> {dst}:{dport}: dataplane {got:?}, explain says\n{e}");
+        assert_eq!(
+            got, e.real,
+            "flow {src}:{sport} -> {dst}:{dport}: dataplane {got:?}, explain says\n{e}"
+        );
         agree += 1;
         forwarded += usize::from(got.is_some());
     }
@@ -200,11 +263,18 @@ fn metrics_parse_and_match_stats() {
     let state = base_state();
     apply(&mut store, &state).unwrap();
     for i in 0..23u16 {
-        let f = frames::tcp((ip("192.168.7.7"), 2000 + i), (ip("10.200.0.1"), 80), TCP_SYN);
+        let f = frames::tcp(
+            (ip("192.168.7.7"), 2000 + i),
+            (ip("10.200.0.1"), 80),
+            TCP_SYN,
+        );
         run_once(dp.balancer(), &f).unwrap();
     }
     // the endpoint reads pinned maps, as the daemon's does
-    let dir = PathBuf::from(format!("/sys/fs/bpf/katran-test-metrics-{}", std::process::id()));
+    let dir = PathBuf::from(format!(
+        "/sys/fs/bpf/katran-test-metrics-{}",
+        std::process::id()
+    ));
     ensure_bpffs(&dir).unwrap();
     std::fs::create_dir_all(dir.join("maps")).unwrap();
     let maps = dp.maps().unwrap();
@@ -214,7 +284,8 @@ fn metrics_parse_and_match_stats() {
     let cleanup = scopeguard(dir.clone());
     let addr = katran::metrics::serve("127.0.0.1:0".parse().unwrap(), dir.clone()).unwrap();
     let mut conn = TcpStream::connect(addr).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     conn.read_to_string(&mut resp).unwrap();
     let stats = serde_json::to_value(snapshot(&store).unwrap()).unwrap();
@@ -228,29 +299,47 @@ fn metrics_parse_and_match_stats() {
             .iter()
             .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
             .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v)
+                | prometheus_parse::Value::Gauge(v) => v,
                 _ => f64::NAN,
             })
             .unwrap_or_else(|| panic!("no sample {name} {label:?} in\n{body}"))
     };
     let mut checked = 0;
     for (name, v) in stats["global"].as_object().unwrap() {
-        assert_eq!(value(&format!("katran_{name}_total"), None), v.as_u64().unwrap() as f64, "{name}");
+        assert_eq!(
+            value(&format!("katran_{name}_total"), None),
+            v.as_u64().unwrap() as f64,
+            "{name}"
+        );
         checked += 1;
     }
     for (vip, t) in stats["vips"].as_object().unwrap() {
-        assert_eq!(value("katran_vip_packets_total", Some(("vip", vip))), t["packets"].as_u64().unwrap() as f64);
-        assert_eq!(value("katran_vip_bytes_total", Some(("vip", vip))), t["bytes"].as_u64().unwrap() as f64);
+        assert_eq!(
+            value("katran_vip_packets_total", Some(("vip", vip))),
+            t["packets"].as_u64().unwrap() as f64
+        );
+        assert_eq!(
+            value("katran_vip_bytes_total", Some(("vip", vip))),
+            t["bytes"].as_u64().unwrap() as f64
+        );
         checked += 2;
     }
     for (real, t) in stats["reals"].as_object().unwrap() {
-        assert_eq!(value("katran_real_packets_total", Some(("real", real))), t["packets"].as_u64().unwrap() as f64);
+        assert_eq!(
+            value("katran_real_packets_total", Some(("real", real))),
+            t["packets"].as_u64().unwrap() as f64
+        );
         checked += 1;
     }
     assert!(body.contains("# HELP katran_xdp_tx"), "HELP lines present");
     assert_eq!(value("katran_xdp_tx_total", None), 23.0);
     drop(cleanup);
-    println!("metrics: {} samples parsed, {checked} compared with stats, all equal", scrape.samples.len());
+    println!(
+        "metrics: {} samples parsed, {checked} compared with stats, all equal",
+        scrape.samples.len()
+    );
 }
 
 /// Removes the test's pins even when an assertion fails.
