@@ -232,6 +232,11 @@ pub fn apply(store: &mut dyn MapStore, desired: &State) -> Result<ApplyReport> {
         let have = live_reals.get(idx);
         if have != Some(&want) {
             if have.map(|r| r.addr) != Some(*addr) {
+                if have.is_some() {
+                    // a removed real's index: forget the connections that
+                    // still name it before it names another real
+                    store.purge_conn_entries(*idx)?;
+                }
                 store.reset_real_stats(*idx)?;
                 report.reals_added += 1;
             }

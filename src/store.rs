@@ -91,6 +91,9 @@ pub trait MapStore {
 
     fn reset_vip_stats(&mut self, vip_num: u32) -> Result<()>;
     fn reset_real_stats(&mut self, idx: u32) -> Result<()>;
+    /// Deletes every connection-table entry naming real `idx` (before its
+    /// index is given to another real); returns how many there were.
+    fn purge_conn_entries(&mut self, idx: u32) -> Result<usize>;
 }
 
 /// A `MapStore` in memory, for tests and for planning against nothing.
@@ -228,5 +231,9 @@ impl MapStore for MemStore {
     }
     fn reset_real_stats(&mut self, _idx: u32) -> Result<()> {
         Ok(())
+    }
+    fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
+        self.journal.push(format!("purge {idx}"));
+        Ok(0)
     }
 }

@@ -400,3 +400,91 @@ fn connections_stay_on_their_real_across_an_apply() {
 }
 
 use std::os::fd::AsFd;
+
+#[test]
+fn a_recycled_real_index_inherits_no_connections() {
+    if !common::privileged("recycled real index") {
+        return;
+    }
+    use katran::bpf::abi::{addr_words, types};
+    let none = VipFlags::default();
+    // room for 3 reals: the fourth distinct real must take a removed one's index
+    let dp = load(2, 3);
+    let mut store = dp.store().unwrap();
+    apply(
+        &mut store,
+        &state(
+            1,
+            vec![vip(
+                "10.200.0.1",
+                &[("10.1.0.1", 1), ("10.1.0.2", 1), ("10.1.0.3", 1)],
+                none,
+            )],
+        ),
+    )
+    .unwrap();
+    let vip_addr = ip("10.200.0.1");
+    let flows: Vec<(IpAddr, u16)> = (0..60u16).map(|n| (ip("192.168.9.9"), 5000 + n)).collect();
+    let mut on_first = Vec::new();
+    for (s, p) in &flows {
+        let (_, out) = run_once(
+            dp.balancer(),
+            &frames::tcp((*s, *p), (vip_addr, 80), TCP_SYN),
+        )
+        .unwrap();
+        if frames::outer_dst(&out) == Some(ip("10.1.0.1")) {
+            on_first.push((*s, *p));
+        }
+    }
+    assert!(!on_first.is_empty());
+    let key = |s: IpAddr, p: u16| types::flow_key {
+        src: addr_words(s),
+        dst: addr_words(vip_addr),
+        sport: p.to_be(),
+        dport: 80u16.to_be(),
+        proto: 6,
+        ..Default::default()
+    };
+    let old_idx = store
+        .conn_entry(&key(on_first[0].0, on_first[0].1))
+        .unwrap()
+        .expect("an entry");
+    // remove 10.1.0.1, then add 10.1.0.4: it can only get 10.1.0.1's index
+    apply(
+        &mut store,
+        &state(
+            1,
+            vec![vip("10.200.0.1", &[("10.1.0.2", 1), ("10.1.0.3", 1)], none)],
+        ),
+    )
+    .unwrap();
+    apply(
+        &mut store,
+        &state(
+            1,
+            vec![vip(
+                "10.200.0.1",
+                &[("10.1.0.2", 1), ("10.1.0.3", 1), ("10.1.0.4", 1)],
+                none,
+            )],
+        ),
+    )
+    .unwrap();
+    let reals = katran::store::MapStore::reals(&store).unwrap();
+    assert_eq!(
+        reals[&old_idx].addr,
+        ip("10.1.0.4"),
+        "the index was recycled"
+    );
+    for (s, p) in &on_first {
+        assert_eq!(
+            store.conn_entry(&key(*s, *p)).unwrap(),
+            None,
+            "flow {s}:{p} still names the recycled index"
+        );
+    }
+    println!(
+        "recycled index: {} entries of the removed real purged before reuse",
+        on_first.len()
+    );
+}

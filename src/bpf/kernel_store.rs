@@ -550,4 +550,29 @@ impl MapStore for KernelStore {
     fn reset_real_stats(&mut self, idx: u32) -> Result<()> {
         Self::zero_percpu(&self.maps.real_stats, idx)
     }
+
+    fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
+        let mut tables = Vec::new();
+        for cpu in 0..self.maps.conn_tables.max_entries() {
+            if let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? {
+                tables.push(
+                    MapHandle::from_map_id(id)
+                        .with_context(|| format!("opening the table of CPU {cpu}"))?,
+                );
+            }
+        }
+        let mut purged = 0;
+        for table in tables
+            .iter()
+            .chain(std::iter::once(&self.maps.conn_fallback))
+        {
+            for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
+                if entry.real == idx {
+                    delete_if_present(table, bytes(&key))?;
+                    purged += 1;
+                }
+            }
+        }
+        Ok(purged)
+    }
 }
