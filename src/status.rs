@@ -31,6 +31,41 @@ fn state_json(s: &State) -> Value {
     })
 }
 
+/// The id of the program pinned at `path`, if any.
+fn prog_id(path: &Path) -> Option<u32> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = crate::bpf::attach::open_pinned(path).ok()?;
+    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of::<libbpf_rs::libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: a program fd and an info buffer of the given length.
+    let ret = unsafe {
+        libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    (ret == 0).then_some(info.id)
+}
+
+/// How XDP is attached to `iface` as the kernel reports it (iproute2), or
+/// what the daemon recorded when the interface is in another namespace.
+fn xdp_mode(iface: &str, daemon: Option<&DaemonStatus>) -> String {
+    let from_ip = std::process::Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", iface])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| v.get(0)?.get("xdp")?.get("mode")?.as_u64());
+    match from_ip {
+        Some(1) => "native".into(),
+        Some(2) => "generic".into(),
+        Some(3) => "offload".into(),
+        Some(n) => format!("mode {n}"),
+        None => daemon
+            .and_then(|d| d.attached.iter().find(|(i, _)| i == iface))
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| "unknown (interface not in this network namespace)".into()),
+    }
+}
+
 fn ago(at: u64) -> String {
     let now = crate::daemon_status::Event::now("").at;
     format!("{}s ago", now.saturating_sub(at))
@@ -44,11 +79,21 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         Some(s) => (Some(s.active_gen()?), read_live(s)?),
         None => (None, None),
     };
+    let prog = prog_id(&pins.prog());
+    let modes: Vec<(String, String)> = pins
+        .attached()
+        .into_iter()
+        .map(|i| {
+            let m = xdp_mode(&i, daemon.as_ref());
+            (i, m)
+        })
+        .collect();
     if json_out {
         let v = json!({
             "pin_dir": pin_dir,
             "generation": gen,
-            "attached": pins.attached(),
+            "program_id": prog,
+            "attached": modes.iter().map(|(i, m)| json!({"interface": i, "mode": m})).collect::<Vec<_>>(),
             "live": state.as_ref().map(state_json),
             "daemon": daemon,
         });
@@ -59,11 +104,13 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         println!("no dataplane pinned at {}", pin_dir.display());
         return Ok(ExitCode::from(3));
     };
+    let attached: Vec<String> = modes.iter().map(|(i, m)| format!("{i} ({m})")).collect();
     println!(
-        "dataplane pinned at {}, generation {}, attached to [{}]",
+        "dataplane pinned at {}, program id {}, generation {}, attached to [{}]",
         pin_dir.display(),
+        prog.map_or("?".into(), |p| p.to_string()),
         gen.unwrap_or(0),
-        pins.attached().join(", ")
+        attached.join(", ")
     );
     let encap = match state.globals.encap {
         Encap::Ipip => "ipip".to_string(),

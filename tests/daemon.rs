@@ -308,7 +308,10 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     assert!(v["daemon"]["last_error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains(&format!("{}:", d.config.display()))));
-    assert_eq!(v["attached"], serde_json::json!(["eth0"]));
+    assert_eq!(v["attached"][0]["interface"], "eth0", "{v:#}");
+    // the status runs outside the LB namespace: the daemon's record says native
+    assert_eq!(v["attached"][0]["mode"], "native", "{v:#}");
+    assert!(v["program_id"].as_u64().is_some_and(|id| id > 0), "{v:#}");
     let per_real = http_ok(&tb, 22000, 60);
     assert!(!per_real.contains_key("real2"), "{per_real:?}");
 
