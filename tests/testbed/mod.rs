@@ -17,6 +17,7 @@
 
 pub mod daemon;
 pub mod http;
+pub mod mqtt;
 pub mod netns;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -376,24 +377,22 @@ impl Testbed {
         Ok(())
     }
 
-    /// Makes the balancer see every client packet on CPU `cpu`, as a NIC's
-    /// receive hashing keeps each flow on one queue and CPU. Without it a
-    /// veth delivers a packet on whichever CPU sent it, a flow's packets
-    /// wander between CPUs, and a packet on a CPU whose connection table
-    /// has no entry for the flow is hashed on the current ring: after a
-    /// change of reals, possibly to another real. This steers (RPS) what
-    /// the router receives from the clients to one CPU, where it is
-    /// forwarded to the balancer and its XDP program runs.
-    pub fn steer_clients_to_cpu(&self, cpu: usize) -> Result<()> {
+    /// Runs the balancer on CPU `cpu` for every frame it receives, as a
+    /// NIC's receive hashing keeps each flow on one queue and CPU. Without
+    /// it a veth delivers a frame on whichever CPU sent it, a flow's frames
+    /// wander between CPUs, and a frame on a CPU whose connection table has
+    /// no entry for the flow is hashed on the current ring: after a change
+    /// of reals, possibly to another real.
+    ///
+    /// Exact with [`XdpMode::Generic`]: the program then runs where the
+    /// kernel processes the frame, which receive packet steering (RPS) on
+    /// the balancer's interface sets. A native program on a veth runs in the
+    /// poll of its one queue, wherever that poll was started, which this
+    /// cannot steer.
+    pub fn steer_balancer_to_cpu(&self, cpu: usize) -> Result<()> {
+        let file = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", self.lb.iface);
         let mask = format!("{:x}", 1u64 << cpu.min(63));
-        for i in 0..self.clients.len() {
-            let file = format!("/sys/class/net/c{i}/queues/rx-0/rps_cpus");
-            netns::exec(
-                &self.router,
-                &["sh", "-c", &format!("echo {mask} > {file}")],
-            )?;
-        }
-        Ok(())
+        netns::exec(&self.lb.ns, &["sh", "-c", &format!("echo {mask} > {file}")]).map(drop)
     }
 
     /// Packet and byte counters of `iface` in `ns`.
