@@ -66,7 +66,12 @@ pub fn load_options(s: &Settings) -> LoadOptions {
         max_reals: s.max_reals,
         conn_table_size: s.conn_table_size,
         fallback_table_size: s.conn_table_size,
-        forwarding_cpus: s.forwarding_cpus.clone(),
+        // no per-CPU tables: every CPU uses the shared one
+        forwarding_cpus: if s.shared_conn_table {
+            Some(Vec::new())
+        } else {
+            s.forwarding_cpus.clone()
+        },
     }
 }
 

@@ -228,6 +228,14 @@ const BROKEN: &[(&str, Expected)] = &[
     // flags
     ("unknown_flag", &[(7, 10, "unknown flag \"no_src_port\"")]),
     (
+        "shared_table_with_forwarding_cpus",
+        &[(
+            4,
+            19,
+            "`forwarding_cpus` only applies to per-CPU connection tables",
+        )],
+    ),
+    (
         "healthcheck_any_port_without_port",
         &[(8, 15, "its health check must name the port to probe")],
     ),
@@ -552,6 +560,7 @@ fn a_minimal_file_becomes_the_expected_state() {
             max_reals: 4_096,
             conn_table_size: 65_536,
             forwarding_cpus: None,
+            shared_conn_table: false,
             pin_dir: PathBuf::from("/sys/fs/bpf/katran"),
         },
         state: State {
@@ -665,6 +674,7 @@ down_reals = ["10.1.0.2"]
             max_reals: 64,
             conn_table_size: 2048,
             forwarding_cpus: Some(vec![2, 0]),
+            shared_conn_table: false,
             pin_dir: PathBuf::from("/sys/fs/bpf/lb"),
         }
     );

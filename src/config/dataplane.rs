@@ -109,6 +109,23 @@ pub fn read(f: &mut Fields<'_>, p: &mut Problems) -> Dataplane {
         )
     });
     d.forwarding_cpus = f.read("forwarding_cpus", p, forwarding_cpus);
+    d.shared_conn_table = f.read("conn_table", p, |e, p| {
+        e.word(
+            p,
+            schema::CONN_TABLES,
+            &[false, true],
+            "connection table kind",
+        )
+    });
+    if let (Some(shared), Some(cpus)) = (d.shared_conn_table.given(), d.forwarding_cpus.given()) {
+        if shared.value {
+            p.error(
+                cpus.span,
+                "`forwarding_cpus` only applies to per-CPU connection tables",
+            )
+            .help("remove forwarding_cpus, or write conn_table = \"per-cpu\"");
+        }
+    }
     d.outer_source_v4_prefix = f.read("outer_source_v4_prefix", p, |e, p| e.parsed(p, v4_prefix));
     d.outer_source_v6_prefix = f.read("outer_source_v6_prefix", p, |e, p| e.parsed(p, v6_prefix));
     d.tcp_server_id = f.read("tcp_server_id", p, tcp_server_id);

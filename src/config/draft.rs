@@ -75,6 +75,8 @@ pub struct Dataplane {
     pub max_reals: Val<u32>,
     pub conn_table_size: Val<u32>,
     pub forwarding_cpus: Val<Vec<u32>>,
+    /// `conn_table = "shared"`: one table for every CPU.
+    pub shared_conn_table: Val<bool>,
     pub outer_source_v4_prefix: Val<Ipv4Addr>,
     pub outer_source_v6_prefix: Val<Ipv6Addr>,
     pub tcp_server_id: Val<Option<u8>>,

@@ -78,6 +78,7 @@ pub static DATAPLANE: TableDoc = TableDoc {
         key("max_reals", "max_reals = 4096"),
         key("conn_table_size", "conn_table_size = 65536"),
         key("forwarding_cpus", "forwarding_cpus = [0, 1, 2, 3]"),
+        key("conn_table", "conn_table = \"per-cpu\""),
         key(
             "outer_source_v4_prefix",
             "outer_source_v4_prefix = \"172.16.0.0\"",
@@ -255,6 +256,9 @@ pub const MAX_MAX_REALS: u32 = 1_048_576;
 pub const DEFAULT_CONN_TABLE_SIZE: u32 = 65_536;
 pub const MIN_CONN_TABLE_SIZE: u32 = 1_024;
 pub const MAX_CONN_TABLE_SIZE: u32 = 67_108_864;
+
+/// `conn_table` values.
+pub const CONN_TABLES: &[&str] = &["per-cpu", "shared"];
 
 /// Highest CPU number accepted in `forwarding_cpus` (Linux's NR_CPUS limit).
 pub const MAX_CPU: u32 = 8_191;

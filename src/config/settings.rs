@@ -47,6 +47,11 @@ pub struct Settings {
     /// In the order written, without duplicates; not checked against the
     /// machine's CPUs (that is the loader's job).
     pub forwarding_cpus: Option<Vec<u32>>,
+    /// One connection table shared by every CPU instead of one per CPU:
+    /// connections stay on their real even when their packets reach
+    /// different CPUs (no RSS: veth, some virtual NICs), at the cost of
+    /// contention on the table.
+    pub shared_conn_table: bool,
     /// bpffs directory the maps and program are pinned under (absolute).
     pub pin_dir: PathBuf,
 }
@@ -62,6 +67,7 @@ impl Default for Settings {
             max_reals: schema::DEFAULT_MAX_REALS,
             conn_table_size: schema::DEFAULT_CONN_TABLE_SIZE,
             forwarding_cpus: None,
+            shared_conn_table: false,
             pin_dir: PathBuf::from(schema::DEFAULT_PIN_DIR),
         }
     }
