@@ -9,14 +9,16 @@ pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x20];
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 
-fn fold(mut sum: u32) -> u16 {
+/// One's complement fold of a 32-bit sum, complemented (a checksum).
+pub fn fold(mut sum: u32) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
 }
 
-fn sum16(b: &[u8]) -> u32 {
+/// Sum of big-endian 16-bit words (an odd last byte padded with zero).
+pub fn sum16(b: &[u8]) -> u32 {
     b.chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
         .sum()

@@ -59,18 +59,7 @@ pub fn run_tc_on(
     Ok((opts.retval as i32, out))
 }
 
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn sum16(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
+use crate::common::frames::{fold, sum16};
 
 /// The outer IP header of an encapsulated (or any IP) frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
