@@ -38,6 +38,9 @@ pub enum Command {
         /// The configuration file.
         #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The configuration file, as a plain argument (takes precedence).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Make the live dataplane match the file, atomically; load and attach it
     /// when absent.
@@ -229,7 +232,7 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check { config } => Ok(check(&config)),
+        Command::Check { config, file } => Ok(check(file.as_deref().unwrap_or(&config))),
         Command::Apply {
             config,
             dry_run,
