@@ -44,6 +44,12 @@ const TCP_ACK: u8 = 0x10;
 fn main() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
+        if std::env::var_os("KATRAN_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
+            eprintln!(
+                "dataplane benchmark: needs root (KATRAN_REQUIRE_PRIVILEGED=1 forbids skipping)"
+            );
+            std::process::exit(1);
+        }
         println!("skipped: dataplane benchmark: needs root");
         return;
     }
