@@ -1,7 +1,7 @@
 //! What sits at the configuration path may be hostile: a FIFO (which would
 //! block `katran check` and the daemon forever), a device that never ends,
-//! or a file too large to hold.
-//! Each is refused by the real binary, quickly, with a message
+//! a file too large to hold, or a value carrying terminal escape sequences.
+//! Each is refused (or escaped) by the real binary, quickly, with a message
 //! that names the path and the reason. No privileges needed.
 
 use std::ffi::CString;
@@ -111,4 +111,39 @@ fn a_file_over_the_size_limit_is_refused_unread() {
     let out = check(&big);
     assert_eq!(out.status.code(), Some(1));
     assert!(!stderr(&out).contains("limit"), "{}", stderr(&out));
+}
+
+/// `katran check` on `text`: exits 1 and prints no raw ESC or BEL.
+fn check_text_escaped(name: &str, text: &str) -> String {
+    let dir = Scratch::new(name);
+    let path = dir.0.join("katran.toml");
+    fs::write(&path, text).expect("write");
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+    assert!(
+        !all.iter().any(|&b| b == 0x1b || b == 0x07),
+        "a raw control character reached the terminal: {:?}",
+        String::from_utf8_lossy(&all)
+    );
+    stderr(&out)
+}
+
+#[test]
+fn control_characters_from_the_file_are_escaped() {
+    // an ESC sequence (clear screen) in a value, written as a TOML escape
+    let err = check_text_escaped(
+        "esc-value",
+        "[dataplane]\ninterfaces = [\"eth0\"]\n\n[[vip]]\n\
+         address = \"10.0.0.1:80\\u001b[2J\"\nproto = \"tcp\"\nreals = [\"10.1.0.1\"]\n",
+    );
+    assert!(
+        err.contains("\\u{1b}[2J"),
+        "the ESC is shown escaped: {err}"
+    );
+    // raw ESC and BEL bytes in a key (a title-setting sequence)
+    check_text_escaped(
+        "esc-key",
+        "[dataplane]\ninterfaces = [\"eth0\"]\nx\x1b]0;pwned\x07 = 1\n",
+    );
 }
