@@ -4,6 +4,7 @@
 //! Everything above `bpf` is plain Rust, testable without privileges.
 
 pub mod apply;
+pub mod atomic_file;
 pub mod bpf;
 pub mod cli;
 pub mod config;
