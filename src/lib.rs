@@ -19,6 +19,7 @@ pub mod live;
 pub mod maglev;
 pub mod markfwd;
 pub mod metrics;
+pub mod metrics_server;
 pub mod model;
 pub mod plan;
 pub mod real;
