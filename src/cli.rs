@@ -138,7 +138,9 @@ pub enum Command {
         #[command(subcommand)]
         action: RealAction,
     },
-    /// Detach from every interface and remove everything pinned.
+    /// Detach from every interface and remove everything pinned. Refuses
+    /// (removing nothing) a directory not on bpffs or holding entries katran
+    /// did not pin.
     Down {
         /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
@@ -306,6 +308,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("nothing pinned at {}", pin_dir.display());
                 return Ok(ExitCode::SUCCESS);
             }
+            // only a pin directory katran made, on bpffs, is removed
+            crate::bpf::bpffs::check_removable(&pin_dir)?;
             let attached = pins.attached();
             live::down(&pins)?;
             println!(

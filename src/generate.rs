@@ -324,6 +324,13 @@ The pinned dataplane: the program, its maps and one XDP link per interface
 setting); it must be on a bpffs, normally mounted at
 .I /sys/fs/bpf
 by systemd.
+The directory is private (mode 0700); an apply waits at most 30 s for
+another holding its lock, naming it.
+In a mount namespace without the host's bpffs (such as
+.B ip netns exec
+gives), katran refuses to pin, since the pins would vanish with the
+command; enter only the network namespace instead:
+.BR "nsenter \-\-net=/run/netns/NS katran ..." .
 .TP
 .I {status}
 The daemon's last reload and its failures, read by

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod daemon_status;
 pub mod explain;
+pub mod flock_wait;
 pub mod gateway;
 pub mod generate;
 pub mod hash;

@@ -8,7 +8,7 @@
 //! process runs; a later process adopts them.
 
 use std::fs::{self, File};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -80,21 +80,11 @@ pub struct ApplyLock {
     _file: File,
 }
 
-/// Takes the apply lock, waiting (and saying so) while another holds it.
+/// Takes the apply lock, waiting (and saying so, naming the holder) while
+/// another holds it, for at most `flock_wait::APPLY_WAIT`.
 pub fn lock(dir: &Path) -> Result<ApplyLock> {
     let file = File::open(dir).with_context(|| format!("opening {} to lock it", dir.display()))?;
-    let fd = file.as_raw_fd();
-    // SAFETY: a valid descriptor.
-    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!(
-            "waiting for another katran holding the lock on {}",
-            dir.display()
-        );
-        // SAFETY: as above.
-        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("locking the pin directory");
-        }
-    }
+    crate::flock_wait::exclusive(&file, dir, crate::flock_wait::APPLY_WAIT)?;
     Ok(ApplyLock { _file: file })
 }
 
@@ -146,6 +136,7 @@ pub fn open_or_load(pins: &Pins, options: &LoadOptions) -> Result<(KernelStore, 
 pub fn attach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Option<Attached>> {
     let path = pins.link(iface);
     if path.exists() {
+        attach::check_pinned_link(&path)?;
         return Ok(None);
     }
     let prog = attach::open_pinned(&pins.prog())?;

@@ -127,6 +127,30 @@ pub fn open_pinned(path: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Refuses `path` unless it is a pinned BPF link (the kernel's fdinfo of
+/// the opened object names a `link_type`): an entry someone else made under
+/// `links/` must not pass for an attachment.
+pub fn check_pinned_link(path: &Path) -> Result<()> {
+    let not_a_link = || {
+        format!(
+            "{} is not a pinned BPF link; katran did not make it: remove it and apply again",
+            path.display()
+        )
+    };
+    let meta =
+        fs::symlink_metadata(path).with_context(|| format!("examining {}", path.display()))?;
+    if meta.is_dir() {
+        bail!(not_a_link());
+    }
+    let fd = open_pinned(path).with_context(not_a_link)?;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .with_context(|| format!("reading the fdinfo of {}", path.display()))?;
+    if !info.lines().any(|l| l.starts_with("link_type:")) {
+        bail!(not_a_link());
+    }
+    Ok(())
+}
+
 /// Detaches the pinned link at `path` from its interface and removes the pin.
 pub fn detach_pinned(path: &Path) -> Result<()> {
     let link = open_pinned(path)?;
@@ -142,32 +166,9 @@ pub fn detach_pinned(path: &Path) -> Result<()> {
     fs::remove_file(path).with_context(|| format!("removing {}", path.display()))
 }
 
-/// Mounts bpffs at `/sys/fs/bpf` when nothing is mounted there (fresh
-/// machines of some kinds), then creates `dir`.
+/// Makes sure `dir` is a private directory on the host's bpffs (see
+/// [`super::bpffs::ensure`]: refuses a private mount namespace such as
+/// `ip netns exec` gives).
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-    let root = Path::new("/sys/fs/bpf");
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let c = CString::new("/sys/fs/bpf").expect("static path");
-    // SAFETY: valid path and out-pointer.
-    let ok = unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0;
-    if !ok || st.f_type as i64 != BPF_FS_MAGIC {
-        fs::create_dir_all(root).context("creating /sys/fs/bpf")?;
-        let fstype = CString::new("bpf").expect("static");
-        // SAFETY: valid NUL-terminated strings; no data argument.
-        let ret = unsafe {
-            libc::mount(
-                fstype.as_ptr(),
-                c.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error()).context("mounting bpffs at /sys/fs/bpf");
-        }
-        log::info!("mounted bpffs at /sys/fs/bpf");
-    }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+    super::bpffs::ensure(dir)
 }

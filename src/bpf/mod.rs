@@ -3,6 +3,7 @@
 
 pub mod abi;
 pub mod attach;
+pub mod bpffs;
 pub mod decap;
 pub mod kernel_store;
 pub mod loader;
