@@ -278,9 +278,30 @@ pub fn prog_name(id: u32) -> String {
 }
 
 /// Whether the interface is Ethernet (ARPHRD_ETHER), the only link type
-/// the balancer's frames make sense on.
+/// the balancer's frames make sense on. Asked of the kernel in this
+/// process's network namespace (sysfs may show another one's).
 pub fn is_ethernet(iface: &str) -> Result<bool> {
-    let path = Path::new("/sys/class/net").join(iface).join("type");
-    let t = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(t.trim() == "1")
+    check_iface_name(iface)?;
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error())
+            .context("opening a socket to ask about an interface");
+    }
+    // SAFETY: a fresh descriptor we now own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid ifreq.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a valid socket and an ifreq with a NUL-terminated name (checked length <= 15).
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("reading the link type of {iface}"));
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware-address member.
+    let family = unsafe { req.ifr_ifru.ifru_hwaddr.sa_family };
+    Ok(family == libc::ARPHRD_ETHER)
 }
