@@ -272,6 +272,7 @@ impl Daemon {
         };
         let sorted = |mut s: State| {
             s.vips.sort_by_key(|v| v.key);
+            s.down_reals.sort();
             s
         };
         let live_state = sorted(live_state);

@@ -221,3 +221,122 @@ pub fn vips(live: &State, want: &State) -> (Vec<Change>, BTreeMap<VipKey, usize>
     }
     (changes, ring_at)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Encap, MacAddr, Proto, VipFlags};
+
+    fn base() -> State {
+        State {
+            vips: vec![Vip {
+                key: VipKey {
+                    addr: "10.0.0.1".parse().unwrap(),
+                    port: 80,
+                    proto: Proto::Tcp,
+                },
+                flags: VipFlags::default(),
+                reals: vec![Backend {
+                    addr: "10.1.0.1".parse().unwrap(),
+                    weight: 1,
+                }],
+            }],
+            ..State::default()
+        }
+    }
+
+    fn names_of(a: &State, b: &State) -> Vec<String> {
+        let mac = |s: &State| s.globals.gateway_mac.to_string();
+        settings(a, b, (mac(a), mac(b)))
+            .into_iter()
+            .map(|c| match c {
+                Change::Setting { name, .. } => name,
+                other => panic!("not a setting: {other}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_dataplane_setting_is_its_own_change() {
+        let a = base();
+        type Edit = (&'static str, fn(&mut State));
+        let edits: Vec<Edit> = vec![
+            ("gateway_mac", |s| {
+                s.globals.gateway_mac = MacAddr([2, 0, 0, 0, 0, 9])
+            }),
+            ("encapsulation", |s| {
+                s.globals.encap = Encap::Gue {
+                    port: 9886,
+                    src_v4: "10.9.0.1".parse().unwrap(),
+                    src_v6: "fc00::9".parse().unwrap(),
+                }
+            }),
+            ("ring", |s| s.ring = RingKind::MaglevV1),
+            ("tcp_server_id", |s| {
+                s.globals.tcp_server_id_kind = Some(254)
+            }),
+            ("outer_source_v4_prefix", |s| {
+                s.globals.src_v4_prefix = "10.20.0.0".parse().unwrap()
+            }),
+            ("outer_source_v6_prefix", |s| {
+                s.globals.src_v6_prefix = "fc00::".parse().unwrap()
+            }),
+            ("max_conn_rate", |s| s.globals.max_conn_rate = 1),
+            ("udp_timeout", |s| s.globals.udp_timeout_s = 1),
+            ("max_frame_len", |s| s.globals.max_frame_len = 9000),
+        ];
+        for (name, edit) in edits {
+            let mut b = a.clone();
+            edit(&mut b);
+            assert_eq!(names_of(&a, &b), vec![name.to_string()]);
+            assert!(names_of(&a, &a).is_empty());
+        }
+    }
+
+    #[test]
+    fn vip_level_changes_cover_flags_reals_weights_verdicts_ids_and_down_reals() {
+        let a = base();
+        let key = a.vips[0].key;
+        let real: IpAddr = "10.1.0.1".parse().unwrap();
+        let mut b = a.clone();
+        b.vips[0].flags.no_src_port = true;
+        b.vips[0].reals[0].weight = 4;
+        b.vips[0].reals.push(Backend {
+            addr: "10.1.0.2".parse().unwrap(),
+            weight: 1,
+        });
+        b.drained.insert((key, real));
+        b.server_ids.insert(3, real);
+        b.down_reals.push(real);
+        let (c, ring_at) = vips(&a, &b);
+        let ops: Vec<&str> = c
+            .iter()
+            .map(|c| match c {
+                Change::VipFlags { .. } => "flags",
+                Change::Weight { .. } => "weight",
+                Change::AddReal { .. } => "add-real",
+                Change::Health { .. } => "health",
+                Change::ServerId { .. } => "server-id",
+                Change::DownReal { .. } => "down-real",
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "flags",
+                "weight",
+                "add-real",
+                "health",
+                "server-id",
+                "down-real"
+            ]
+        );
+        assert_eq!(ring_at[&key], 4, "ring moves follow the VIP's own changes");
+        let (back, _) = vips(&b, &a);
+        assert!(back.iter().any(|c| matches!(c, Change::RemoveReal { .. })));
+        assert!(back
+            .iter()
+            .any(|c| matches!(c, Change::Health { drained: false, .. })));
+    }
+}

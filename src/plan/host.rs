@@ -129,3 +129,65 @@ pub fn interfaces(old: &Settings, new: &Settings) -> Vec<Change> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> LoadShape {
+        LoadShape::wanted(&Settings::default(), 2)
+    }
+
+    #[test]
+    fn every_load_time_value_needs_a_replacement() {
+        let a = shape();
+        type Edit = (&'static str, fn(&mut LoadShape));
+        let edits: Vec<Edit> = vec![
+            ("ring_size", |s| s.ring_size = 4099),
+            ("max_vips", |s| s.max_vips = 8),
+            ("max_reals", |s| s.max_reals = 8),
+            ("conn_table", |s| s.per_cpu_tables = None),
+            ("conn_table_size", |s| s.conn_table_size = 8),
+        ];
+        for (name, edit) in edits {
+            let mut b = a.clone();
+            edit(&mut b);
+            let c = replacements(&a, &b);
+            assert_eq!(c.len(), 1, "{name}");
+            assert!(
+                c[0].to_string()
+                    .starts_with(&format!("! replace dataplane: {name} ")),
+                "{}",
+                c[0]
+            );
+        }
+        assert!(replacements(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn interfaces_and_marks() {
+        let a = Settings {
+            interfaces: vec!["eth0".into(), "eth1".into()],
+            ..Settings::default()
+        };
+        let mut b = a.clone();
+        b.interfaces = vec!["eth1".into(), "eth2".into()];
+        let c: Vec<String> = interfaces(&a, &b).iter().map(|c| c.to_string()).collect();
+        assert_eq!(c, ["+ attach eth2 (auto XDP)", "- detach eth0"]);
+        b.xdp_mode = crate::config::XdpMode::Native;
+        assert!(interfaces(&a, &b).iter().any(|c| c.needs_replacement()));
+
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let old = BTreeMap::from([(1, ip("10.0.0.1")), (2, ip("10.0.0.2"))]);
+        let new = BTreeMap::from([(2, ip("10.0.0.3")), (3, ip("10.0.0.1"))]);
+        let c: Vec<String> = marks(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            c,
+            [
+                "- healthcheck mark 1 (was 10.0.0.1)",
+                "~ healthcheck mark 2: 10.0.0.2 -> 10.0.0.3",
+                "+ healthcheck mark 3 -> 10.0.0.1"
+            ]
+        );
+    }
+}

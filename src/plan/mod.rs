@@ -164,3 +164,112 @@ impl Plan {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_of_each() -> Vec<Change> {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let vip = || "10.0.0.1:80/tcp".to_string();
+        vec![
+            Change::Setting {
+                name: "x".into(),
+                from: "a".into(),
+                to: "b".into(),
+            },
+            Change::AddVip {
+                vip: vip(),
+                flags: vec![],
+                reals: 1,
+            },
+            Change::RemoveVip { vip: vip() },
+            Change::VipFlags {
+                vip: vip(),
+                from: vec![],
+                to: vec![],
+            },
+            Change::AddReal {
+                vip: vip(),
+                real: ip,
+                weight: 1,
+            },
+            Change::RemoveReal {
+                vip: vip(),
+                real: ip,
+            },
+            Change::Weight {
+                vip: vip(),
+                real: ip,
+                from: 1,
+                to: 0,
+            },
+            Change::Health {
+                vip: vip(),
+                real: ip,
+                drained: true,
+            },
+            Change::RingMoves {
+                vip: vip(),
+                slots: 1,
+                of: 13,
+            },
+            Change::RingRepair {
+                vip: vip(),
+                slots: 1,
+                of: 13,
+            },
+            Change::ServerId {
+                id: 1,
+                from: None,
+                to: Some(ip),
+            },
+            Change::DownReal {
+                real: ip,
+                down: true,
+            },
+            Change::Mark {
+                mark: 1,
+                from: Some(ip),
+                to: None,
+            },
+            Change::Attach {
+                interface: "eth0".into(),
+                mode: "native".into(),
+            },
+            Change::Detach {
+                interface: "eth0".into(),
+            },
+            Change::ReplaceDataplane { why: "x".into() },
+        ]
+    }
+
+    #[test]
+    fn every_change_is_documented_and_has_one_text_line() {
+        let doc = include_str!("../../docs/plan.md");
+        for c in one_of_each() {
+            let v = serde_json::to_value(&c).unwrap();
+            let op = v["op"].as_str().unwrap();
+            assert!(
+                doc.contains(&format!("| `{op}` |")),
+                "docs/plan.md lacks `{op}`"
+            );
+            assert_eq!(c.to_string().lines().count(), 1, "{c}");
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_every_change() {
+        let mut p = Plan::new(false);
+        p.changes = one_of_each();
+        let n = p.changes.len();
+        assert!(
+            p.summary().starts_with(&format!("{n} change(s)")),
+            "{}",
+            p.summary()
+        );
+        assert_eq!(p.replacements().len(), 1);
+        let text = p.to_string();
+        assert_eq!(text.lines().count(), n + 1, "{text}");
+    }
+}
