@@ -20,6 +20,8 @@ use anyhow::{bail, ensure, Context, Result};
 use katran::apply::apply;
 use katran::bpf::abi::types::lb_stat;
 use katran::bpf::loader::{route_libbpf_log, Dataplane, LoadOptions};
+use katran::hash::real_hash;
+use katran::maglev::{ring_v1, ring_v2, Endpoint};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::testrun::{run_timed, verdict_name, XDP_PASS, XDP_TX};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, ProgramMut};
@@ -44,6 +46,12 @@ const TCP_ACK: u8 = 0x10;
 fn main() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
+        if std::env::var_os("KATRAN_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
+            eprintln!(
+                "dataplane benchmark: needs root (KATRAN_REQUIRE_PRIVILEGED=1 forbids skipping)"
+            );
+            std::process::exit(1);
+        }
         println!("skipped: dataplane benchmark: needs root");
         return;
     }
@@ -480,6 +488,36 @@ fn median_ms(mut d: Vec<Duration>) -> f64 {
     d[d.len() / 2].as_secs_f64() * 1e3
 }
 
+/// Median time to build one 65537-slot ring for 64 reals of mixed weights.
+fn ring_build_ms() -> (f64, f64) {
+    let eps: Vec<Endpoint> = (0..64u32)
+        .map(|i| Endpoint {
+            id: i + 1,
+            hash: real_hash(IpAddr::V6(Ipv6Addr::new(
+                0xfc00,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                i as u16 + 1,
+            ))),
+            weight: 1 + i % 4,
+        })
+        .collect();
+    let (mut v1, mut v2) = (Vec::new(), Vec::new());
+    for _ in 0..CONTROL_TRIALS {
+        let t = Instant::now();
+        std::hint::black_box(ring_v1(&eps, 65537));
+        v1.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(ring_v2(&eps, 65537));
+        v2.push(t.elapsed());
+    }
+    (median_ms(v1), median_ms(v2))
+}
+
 fn control_plane_section() -> Result<()> {
     let options = LoadOptions {
         ring_size: 65537,
@@ -515,11 +553,14 @@ fn control_plane_section() -> Result<()> {
         changed_slots = report.ring_slots;
     }
 
+    let (ring_v1_ms, ring_v2_ms) = ring_build_ms();
     println!(
         "control plane (apply, {CP_VIPS} VIPs x {CP_REALS_PER_VIP} reals, ring 65537, \
          MaglevV2; median of {CONTROL_TRIALS})"
     );
     println!("{:<28}{:>10}", "operation", "ms");
+    println!("{:<28}{:>10.1}", "one ring, 64 reals, V1", ring_v1_ms);
+    println!("{:<28}{:>10.1}", "one ring, 64 reals, V2", ring_v2_ms);
     println!("{:<28}{:>10.1}", "apply from empty", median_ms(from_empty));
     println!(
         "{:<28}{:>10.1}   ({changed_slots} ring slots rewritten)",

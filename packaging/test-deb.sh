@@ -2,7 +2,8 @@
 # Builds the .deb (packaging/build-deb.sh), installs it, checks what it
 # installed (binary, conffile, unit, man pages, completions), then removes
 # and purges it and checks that everything is gone. Needs root (dpkg -i);
-# as another user it prints "skipped: ..." and exits 0.
+# as another user it prints "skipped: ..." and exits 0 (exits 1 instead under
+# KATRAN_REQUIRE_PRIVILEGED=1, as in CI).
 #
 # Prints one line per check and a final "N passed, M failed"; exits 1 when
 # anything failed. Refuses to run where a katran package is already
@@ -12,6 +13,10 @@ cd "$(dirname "$0")/.."
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "$(id -u)" -ne 0 ]; then
+    if [ "${KATRAN_REQUIRE_PRIVILEGED:-}" = 1 ]; then
+        echo "test-deb: needs root to install the package, and KATRAN_REQUIRE_PRIVILEGED=1 forbids skipping" >&2
+        exit 1
+    fi
     echo "skipped: test-deb: needs root to install the package"
     exit 0
 fi

@@ -1,5 +1,6 @@
 //! What the daemon tells `katran status`: its last reload and its failures,
-//! written atomically to a small JSON file (default `/run/katran/status.json`).
+//! written atomically to a small JSON file (default `/run/katran/status.json`)
+//! without following symlinks ([`crate::atomic_file`]).
 //! The configuration itself is never kept here: it lives in the maps.
 
 use std::fs;
@@ -58,10 +59,8 @@ impl DaemonStatus {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
+        // never through a symlink planted at the path or a temporary name
+        crate::atomic_file::replace(path, &serde_json::to_vec_pretty(self)?)
     }
 
     pub fn read(path: &Path) -> Result<DaemonStatus> {

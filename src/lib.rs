@@ -4,6 +4,7 @@
 //! Everything above `bpf` is plain Rust, testable without privileges.
 
 pub mod apply;
+pub mod atomic_file;
 pub mod bpf;
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod live;
 pub mod maglev;
 pub mod markfwd;
 pub mod metrics;
+pub mod metrics_server;
 pub mod model;
 pub mod plan;
 pub mod real;

@@ -518,19 +518,19 @@ mod tests {
     }
 
     #[test]
-    fn building_a_large_ring_is_fast() {
+    fn a_large_ring_is_filled_by_every_real() {
+        // How fast this is built is measured by `cargo bench --bench
+        // dataplane` (control plane section), not asserted here.
         let eps: Vec<Endpoint> = (0..64u32)
             .map(|i| ep(i + 1, &format!("fc00::{:x}", i + 1), 1 + i % 4))
             .collect();
-        let start = std::time::Instant::now();
-        let v2 = ring_v2(&eps, R);
-        let t2 = start.elapsed();
-        let start = std::time::Instant::now();
-        let v1 = ring_v1(&eps, R);
-        let t1 = start.elapsed();
-        eprintln!("64 reals, ring {R}: v1 {t1:?}, v2 {t2:?}");
-        assert!(v1.iter().chain(&v2).all(|&r| r != 0));
-        // Generous: this also runs unoptimised.
-        assert!(t1.as_millis() < 500 && t2.as_millis() < 500);
+        for ring in [ring_v1(&eps, R), ring_v2(&eps, R)] {
+            assert_eq!(ring.len(), R as usize);
+            assert!(ring.iter().all(|&r| r != 0), "an empty slot");
+            let mut used: Vec<u32> = ring.clone();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(used.len(), eps.len(), "some real got no slot");
+        }
     }
 }

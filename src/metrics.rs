@@ -1,12 +1,11 @@
 //! Prometheus metrics for `katran run --metrics-address`: the counters of
 //! `katran stats`, with `vip` / `real` labels, in the text exposition format
 //! (encoded by `prometheus-client`). Served only on loopback and only
-//! `GET /metrics`: there is no control API on the network.
+//! `GET /metrics`: there is no control API on the network. The HTTP side,
+//! with its limits on slow and oversized requests, is `metrics_server`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use prometheus_client::encoding::text::encode;
@@ -15,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::live::{self, Pins};
+use crate::metrics_server::{self, Answer};
 use crate::stats::{Snapshot, COUNTERS};
 
 type Labels = Vec<(String, String)>;
@@ -50,31 +50,31 @@ pub fn render(s: &Snapshot) -> Result<String> {
     Ok(out)
 }
 
-fn respond(mut stream: TcpStream, pins: &Pins) -> Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let (status, body) = if line.starts_with("GET /metrics ") {
-        match live::open(pins).and_then(|s| {
-            let s = s.context("no dataplane pinned")?;
-            render(&crate::stats::snapshot(&s)?)
-        }) {
-            Ok(body) => ("200 OK", body),
-            Err(e) => ("503 Service Unavailable", format!("{e:#}\n")),
-        }
-    } else {
-        ("404 Not Found", "only GET /metrics\n".to_string())
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    Ok(())
+/// The answer to one request line.
+fn answer(line: &str, pins: &Pins) -> Answer {
+    if !line.starts_with("GET /metrics ") {
+        return Answer {
+            status: "404 Not Found",
+            body: "only GET /metrics\n".to_string(),
+        };
+    }
+    match live::open(pins).and_then(|s| {
+        let s = s.context("no dataplane pinned")?;
+        render(&crate::stats::snapshot(&s)?)
+    }) {
+        Ok(body) => Answer {
+            status: "200 OK",
+            body,
+        },
+        Err(e) => Answer {
+            status: "503 Service Unavailable",
+            body: format!("{e:#}\n"),
+        },
+    }
 }
 
-/// Binds `addr` (loopback only) and serves metrics from a thread; returns
-/// the bound address.
+/// Binds `addr` (loopback only) and serves metrics from a thread (see
+/// [`crate::metrics_server`] for the limits); returns the bound address.
 pub fn serve(addr: SocketAddr, pin_dir: PathBuf) -> Result<SocketAddr> {
     if !addr.ip().is_loopback() {
         bail!("metrics are served on loopback only; {addr} is not a loopback address");
@@ -84,11 +84,7 @@ pub fn serve(addr: SocketAddr, pin_dir: PathBuf) -> Result<SocketAddr> {
     let bound = listener.local_addr()?;
     std::thread::spawn(move || {
         let pins = Pins::new(&pin_dir);
-        for stream in listener.incoming().flatten() {
-            if let Err(e) = respond(stream, &pins) {
-                log::debug!("metrics request: {e:#}");
-            }
-        }
+        metrics_server::run(listener, move |line| answer(line, &pins));
     });
     Ok(bound)
 }

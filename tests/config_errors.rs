@@ -138,6 +138,22 @@ const BROKEN: &[(&str, Expected)] = &[
         "pin_dir_relative",
         &[(3, 11, "`pin_dir` \"bpf/katran\" is not an absolute path")],
     ),
+    (
+        "pin_dir_outside",
+        &[(
+            3,
+            11,
+            "`pin_dir` \"/tmp/katran\" is not a plain path below /sys/fs/bpf/",
+        )],
+    ),
+    (
+        "pin_dir_dotdot",
+        &[(
+            3,
+            11,
+            "`pin_dir` \"/sys/fs/bpf/../../../tmp/x\" is not a plain path below /sys/fs/bpf/",
+        )],
+    ),
     // GUE
     (
         "gue_port_without_gue",

@@ -7,6 +7,10 @@
 //! no packet of an unchanged VIP; a concurrent `katran apply` is serialized
 //! and noticed.
 //!
+//! Every wait is for the event itself (the maps, the status file, the log,
+//! the lock's waiters) with a generous deadline; how long things took is
+//! printed, never asserted, so a loaded machine is slower, not red.
+//!
 //! Needs root, `python3`, `ip`, `ethtool` and `nsenter`; prints
 //! `skipped: ...` otherwise. The scenarios run one at a time (they measure
 //! latencies and packet loss on a small machine).
@@ -23,10 +27,8 @@ use testbed::daemon::{serve_echo, vip_table, Daemon, EchoConn, UdpStream};
 use testbed::http::{get_many, serve_names};
 use testbed::{ip, Testbed, VIP4};
 
-/// How soon a change must be live in the maps.
-const LIVE_WITHIN: Duration = Duration::from_secs(1);
-/// Generous bound for waits that are not measured.
-const WAIT: Duration = Duration::from_secs(10);
+/// Generous bound for every wait: the event, not the time, is checked.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// One scenario at a time.
 fn serial() -> MutexGuard<'static, ()> {
@@ -98,8 +100,21 @@ fn http_ok(tb: &Testbed, first_sport: u16, n: usize) -> std::collections::BTreeM
     t.by_real
 }
 
+/// One SIGHUP reload, waited for: every reload asked for before it is done.
+fn settle(d: &Daemon) -> katran::daemon_status::DaemonStatus {
+    let stamp = d.status_stamp();
+    d.hangup().expect("SIGHUP");
+    d.wait_status(stamp, WAIT, |s| {
+        s.last_applied
+            .as_ref()
+            .is_some_and(|e| e.message == "no changes")
+    })
+    .expect("the settling reload")
+    .1
+}
+
 /// 1. In-place edit, write-and-rename, edit then SIGHUP at once, and SIGHUP
-///    for an edit the watcher cannot see: each live within a second.
+///    for an edit the watcher cannot see: each goes live and is reported.
 #[test]
 fn daemon_reloads_on_edit_rename_and_sighup() {
     let _serial = serial();
@@ -120,8 +135,8 @@ fn daemon_reloads_on_edit_rename_and_sighup() {
     let per_real = http_ok(&tb, 20000, 60);
     assert_eq!(per_real.len(), 3, "every real answers: {per_real:?}");
 
-    // Each step: write somehow, then the maps must hold the new file within
-    // LIVE_WITHIN and the status file must report a new last_applied.
+    // Each step: write somehow, then the maps must hold the new file and
+    // the status file must report a new last_applied.
     let step = |name: &str, file: String, how: &dyn Fn(&Daemon, &str)| -> Duration {
         let before = d.status().expect("status").last_applied;
         let stamp = d.status_stamp();
@@ -140,7 +155,6 @@ fn daemon_reloads_on_edit_rename_and_sighup() {
             t.elapsed(),
             status.last_applied.as_ref().map(|e| &e.message)
         );
-        assert!(live <= LIVE_WITHIN, "{name}: live after {live:?}");
         assert!(status.last_error.is_none(), "{name}: {status:?}");
         live
     };
@@ -168,9 +182,9 @@ fn daemon_reloads_on_edit_rename_and_sighup() {
         },
     ));
     // The edit and the signal may make two reloads; the second finds no
-    // changes. Let them settle and check nothing else happened.
-    std::thread::sleep(Duration::from_millis(600));
-    let settled = d.status().expect("status");
+    // changes. One more reload, by SIGHUP, comes after both: then nothing
+    // else may have happened.
+    let settled = settle(d);
     assert!(settled.last_error.is_none() && settled.failures == 0);
     assert!(same(
         &d.live().unwrap().unwrap(),
@@ -193,18 +207,24 @@ fn daemon_reloads_on_edit_rename_and_sighup() {
             .is_some_and(|e| e.message == "no changes")
     })
     .expect("reload after the symlink replaced the file");
-    std::thread::sleep(Duration::from_millis(300));
+    settle(d);
     let edited = d.file(&[http(&[1, 2, 1])]);
+    let mark = d.log().len();
     std::fs::write(&target, &edited).unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(
-        !same(&d.live().unwrap().unwrap(), &state_of(&edited)),
-        "the daemon saw an edit in an unwatched directory without SIGHUP; \
-         this step no longer tests SIGHUP"
-    );
     latencies.push(step("SIGHUP (edit behind a symlink)", edited, &|d, _| {
         d.hangup().expect("SIGHUP")
     }));
+    // The reload that brought the edit in was the signal's.
+    let since = d.log()[mark..].to_string();
+    assert!(
+        since.contains("reload (SIGHUP)"),
+        "log since the edit:\n{since}"
+    );
+    assert!(
+        !since.contains("reload (file changed)"),
+        "the daemon saw an edit in an unwatched directory without SIGHUP; \
+         this step no longer tests SIGHUP. Log since the edit:\n{since}"
+    );
 
     let per_real = http_ok(&tb, 21000, 60);
     let log = d.log();
@@ -246,7 +266,6 @@ fn daemon_keeps_last_good_config_on_broken_file() {
         .position(|l| l.contains("10.201.0.313"))
         .expect("the bad line");
     let stamp = d.status_stamp();
-    let t = Instant::now();
     d.write_in_place(&bad_text).expect("write");
     let (took, st) = d
         .wait_status(stamp, WAIT, |s| s.failures == 1)
@@ -273,7 +292,6 @@ fn daemon_keeps_last_good_config_on_broken_file() {
         "{}",
         text(&check)
     );
-    assert!(t.elapsed() < Duration::from_secs(2));
 
     // The old configuration keeps forwarding (no real2).
     assert!(same(&d.live().unwrap().unwrap(), &state_of(&good)));
@@ -326,7 +344,6 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     let (_, st) = d
         .wait_status(stamp, WAIT, |s| s.failures == 0)
         .expect("error cleared");
-    assert!(live <= LIVE_WITHIN, "fixed file live after {live:?}");
     assert!(st.last_error.is_none(), "{st:?}");
     let out = d.katran_status(true).expect("katran status --json");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
@@ -367,12 +384,12 @@ fn daemon_kill9_and_restart_drop_nothing() {
     serve_echo(&mut tb, 7000).expect("echo servers");
     let mut conn = EchoConn::connect(&tb, ip(VIP4), 7000).expect("connect");
     let real = conn.ping().expect("echo");
-    let stream = UdpStream::start(&tb, ip(VIP4), 9000, 2000, 16, &d.dir).expect("udp stream");
+    let mut stream = UdpStream::start(&tb, ip(VIP4), 9000, 2000, 16, &d.dir).expect("udp stream");
 
     const CYCLES: usize = 3;
     let mut sport = 20000;
     for cycle in 0..CYCLES {
-        std::thread::sleep(Duration::from_millis(300));
+        stream.wait_flowing(300).expect("the stream flows");
         d.kill9().expect("kill -9");
         assert_eq!(d.attached(), ["eth0"], "the link stays pinned");
         // No daemon: new connections, the old one, the stream.
@@ -380,7 +397,9 @@ fn daemon_kill9_and_restart_drop_nothing() {
         sport += 100;
         assert_eq!(per_real.len(), 3, "{per_real:?}");
         assert_eq!(conn.ping().expect("echo without a daemon"), real);
-        std::thread::sleep(Duration::from_millis(300));
+        stream
+            .wait_flowing(300)
+            .expect("the stream flows with no daemon");
         let stale = text(&d.katran_status(false).expect("status"));
 
         d.start().expect("restart");
@@ -449,8 +468,8 @@ fn daemon_100_reloads_lose_nothing() {
     let states: Vec<State> = files.iter().map(|f| state_of(f)).collect();
     d.write_in_place(&files[0]).expect("write");
     d.start().expect("start");
-    let stream = UdpStream::start(&tb, ip(VIP4), 9000, 3000, 16, &d.dir).expect("udp stream");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut stream = UdpStream::start(&tb, ip(VIP4), 9000, 3000, 16, &d.dir).expect("udp stream");
+    stream.wait_flowing(1000).expect("the stream flows");
 
     const RELOADS: usize = 100;
     let mut latencies = Vec::with_capacity(RELOADS);
@@ -486,7 +505,9 @@ fn daemon_100_reloads_lose_nothing() {
         latencies.push(took.max(t.elapsed()));
     }
     let reloading = reloads_started.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    stream
+        .wait_flowing(1000)
+        .expect("the stream flows after the reloads");
     let rep = stream.finish().expect("stream report");
     latencies.sort();
     println!(
@@ -546,10 +567,24 @@ fn daemon_notices_concurrent_apply() {
     let lock = katran::live::lock(&d.pin_dir).expect("lock");
     let stamp = d.status_stamp();
     d.write_in_place(&file_b).expect("write");
+    let apply_log = d.dir.join("apply.log");
     let apply = d
-        .katran_in_lb(&["apply", "-c", &other_arg])
+        .katran_in_lb_logged(&["apply", "-c", &other_arg], &apply_log)
         .expect("katran apply");
-    std::thread::sleep(Duration::from_millis(1000));
+    // Both are blocked on the lock: each said it waits.
+    let waiting = "waiting for another katran holding the lock";
+    let t = Instant::now();
+    while !(d.log().contains(waiting)
+        && std::fs::read_to_string(&apply_log).is_ok_and(|l| l.contains(waiting)))
+    {
+        assert!(
+            t.elapsed() < WAIT,
+            "the daemon and the apply did not both wait for the lock; daemon log:\n{}\napply:\n{}",
+            d.log(),
+            std::fs::read_to_string(&apply_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         same(&d.live().unwrap().unwrap(), &a),
         "someone wrote the maps while the lock was held"
@@ -561,14 +596,10 @@ fn daemon_notices_concurrent_apply() {
     );
     http_ok(&tb, 21000, 30);
     drop(lock);
-    let out = apply.wait_with_output().expect("apply");
+    let done = apply.wait_with_output().expect("apply");
     let applied_at = Instant::now();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("waiting for another katran holding the lock"),
-        "{}",
-        text(&out)
-    );
+    let apply_text = std::fs::read_to_string(&apply_log).unwrap_or_default();
+    assert!(done.status.success(), "{apply_text}");
     d.wait_status(stamp, WAIT, |s| {
         s.last_applied.is_some() && s.last_error.is_none()
     })
@@ -600,10 +631,6 @@ fn daemon_notices_concurrent_apply() {
         "  apply {} the race; noticed after {noticed:?}: {:?}",
         if apply_won { "won" } else { "lost" },
         st.external_change
-    );
-    assert!(
-        noticed <= Duration::from_millis(3500),
-        "external change noticed after {noticed:?}"
     );
     assert!(
         d.log().contains("changed by another process"),
@@ -675,16 +702,25 @@ fn daemon_reports_every_external_change() {
         "the maps hold the file again, yet the status still reports an external change"
     );
 
-    // A second external change, a second later.
-    std::thread::sleep(Duration::from_millis(1100));
+    // A second external change: reported again (the status had cleared
+    // it), and warned about a second time.
     apply_other();
-    let second = d.wait_status(None, Duration::from_millis(3500), |s| {
-        s.external_change.as_ref().is_some_and(|e| e.at > first.at)
-    });
-    let warnings = d.log().matches("changed by another process").count();
+    let second = d.wait_status(None, WAIT, |s| s.external_change.is_some());
+    let warned = |n: usize| d.log().matches("changed by another process").count() >= n;
+    let t = Instant::now();
+    while !warned(2) && t.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
-        second.is_ok() && warnings == 2,
-        "the second external change went unreported (status {:?}, {warnings} warning(s) logged)",
-        d.status().map(|s| s.external_change)
+        second.is_ok() && warned(2),
+        "the second external change went unreported (status {:?}, first {first:?}); log:\n{}",
+        d.status().map(|s| s.external_change),
+        d.log()
+    );
+    assert_eq!(
+        d.log().matches("changed by another process").count(),
+        2,
+        "one warning per change:\n{}",
+        d.log()
     );
 }

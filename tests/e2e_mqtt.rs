@@ -46,12 +46,12 @@ fn can_run(name: &str) -> bool {
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            println!("skipped: {name}: needs {tool}");
+            common::skip(&name, &format!("needs {tool}"));
             return false;
         }
     }
     if mqtt::find_program("mosquitto").is_none() {
-        println!("skipped: {name}: needs mosquitto (apt-get install mosquitto)");
+        common::skip(&name, "needs mosquitto (apt-get install mosquitto)");
         return false;
     }
     true

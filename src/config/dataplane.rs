@@ -340,11 +340,28 @@ fn max_frame_len(e: &Entry<'_>, p: &mut Problems) -> Option<Sp<u16>> {
     }
 }
 
+/// Pins live on the bpf filesystem: `pin_dir` must name a directory below
+/// `/sys/fs/bpf`, written plainly (no `.` or `..`, no empty component), so
+/// that what `check` accepts is where apply pins. Apply also checks the
+/// real filesystem type.
 fn pin_dir(s: &str) -> Result<PathBuf, Bad> {
+    const HELP: &str = "write a directory on the bpf filesystem, e.g. \"/sys/fs/bpf/katran\"";
     if !s.starts_with('/') || s.contains('\0') {
         return Err(Bad {
             message: format!("`pin_dir` \"{s}\" is not an absolute path"),
-            help: "write a directory on a bpf filesystem, e.g. \"/sys/fs/bpf/katran\"".into(),
+            help: HELP.into(),
+        });
+    }
+    let rest = s.trim_end_matches('/').strip_prefix("/sys/fs/bpf/");
+    let plain = rest.is_some_and(|r| {
+        !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+    });
+    if !plain {
+        return Err(Bad {
+            message: format!(
+                "`pin_dir` \"{s}\" is not a plain path below /sys/fs/bpf/ (the bpf filesystem)"
+            ),
+            help: HELP.into(),
         });
     }
     Ok(PathBuf::from(s))

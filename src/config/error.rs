@@ -5,6 +5,8 @@
 use std::error::Error;
 use std::fmt;
 
+use super::escape::controls;
+
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -41,18 +43,21 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     /// `file:line:col: error: message`, then `  help: ...` on its own line.
+    /// Control characters (which quoted file content may hold) are escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = controls(&self.file);
+        let message = controls(&self.message);
         if self.line == 0 {
-            write!(f, "{}: {}: {}", self.file, self.severity, self.message)?;
+            write!(f, "{file}: {}: {message}", self.severity)?;
         } else {
             write!(
                 f,
-                "{}:{}:{}: {}: {}",
-                self.file, self.line, self.column, self.severity, self.message
+                "{file}:{}:{}: {}: {message}",
+                self.line, self.column, self.severity
             )?;
         }
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", controls(help))?;
         }
         Ok(())
     }

@@ -15,6 +15,8 @@ mod dataplane;
 mod document;
 mod draft;
 mod error;
+mod escape;
+mod file;
 mod health;
 mod mappings;
 mod reader;
@@ -33,6 +35,7 @@ use std::path::Path;
 use crate::model::State;
 
 pub use error::{ConfigErrors, Diagnostic, Severity};
+pub use file::MAX_SIZE;
 pub use settings::{Gateway, Settings, XdpMode};
 
 use source::{Problems, Source};
@@ -62,21 +65,15 @@ pub struct Loaded {
 /// Reads and checks the file at `path`; diagnostics name it as given.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let file = path.display().to_string();
-    let unreadable = |message: String, help: &str| {
+    let bytes = file::read(path).map_err(|u| {
         ConfigErrors(vec![Diagnostic {
             severity: Severity::Error,
             file: file.clone(),
             line: 0,
             column: 0,
-            message,
-            help: Some(help.to_string()),
+            message: u.message,
+            help: Some(u.help.to_string()),
         }])
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        unreadable(
-            format!("cannot read the file: {e}"),
-            "check the path and that katran may read it",
-        )
     })?;
     match String::from_utf8(bytes) {
         Ok(text) => parse(&text, &file),

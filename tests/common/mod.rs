@@ -5,17 +5,32 @@ pub mod frames;
 
 use std::path::PathBuf;
 
-/// Whether privileged tests can run; prints `skipped: NAME: reason` if not.
+/// Whether `KATRAN_REQUIRE_PRIVILEGED=1` is set (CI): then nothing may skip.
+pub fn skipping_forbidden() -> bool {
+    std::env::var_os("KATRAN_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
+}
+
+/// Reports that test `name` cannot run: prints `skipped: NAME: REASON`, the
+/// line `scripts/summarize` counts, or, under `KATRAN_REQUIRE_PRIVILEGED=1`,
+/// fails the test with the reason. Every skip in the tests goes through here.
+pub fn skip(name: &str, reason: &str) {
+    if skipping_forbidden() {
+        panic!("{name} cannot run: {reason} (KATRAN_REQUIRE_PRIVILEGED=1 forbids skipping)");
+    }
+    println!("skipped: {name}: {reason}");
+}
+
+/// Whether privileged tests can run; skips (see [`skip`]) if not.
 pub fn privileged(name: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: {name}: needs root (CAP_BPF, CAP_NET_ADMIN)");
+        skip(name, "needs root (CAP_BPF, CAP_NET_ADMIN)");
         return false;
     }
     true
 }
 
-/// Whether every tool is installed; prints `skipped: NAME: needs TOOL` if not.
+/// Whether every tool is installed; skips with `needs TOOL` if not.
 pub fn tools(name: &str, tools: &[&str]) -> bool {
     for tool in tools {
         let found = std::process::Command::new("sh")
@@ -23,22 +38,25 @@ pub fn tools(name: &str, tools: &[&str]) -> bool {
             .output()
             .is_ok_and(|o| o.status.success());
         if !found {
-            println!("skipped: {name}: needs {tool}");
+            skip(name, &format!("needs {tool}"));
             return false;
         }
     }
     true
 }
 
-/// `../shared/conformance/katran`, when present.
+/// `../shared/conformance/katran`, when present; skips if not.
 pub fn conformance_dir(name: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/katran");
     if dir.join("setup.json").exists() {
         Some(dir)
     } else {
-        println!(
-            "skipped: {name}: {} is absent (a plain clone has no shared/ folder)",
-            dir.display()
+        skip(
+            name,
+            &format!(
+                "{} is absent (a plain clone has no shared/ folder)",
+                dir.display()
+            ),
         );
         None
     }

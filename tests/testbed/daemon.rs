@@ -389,6 +389,22 @@ impl Daemon {
     }
 
     /// A `katran` command in the LB's namespace, not waited for.
+    /// Like [`Daemon::katran_in_lb`], its output going to the file `out`,
+    /// which the test can read while it runs.
+    pub fn katran_in_lb_logged(&self, args: &[&str], out: &Path) -> Result<Child> {
+        let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.lb_ns))
+            .arg(katran_bin())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("spawning katran in the LB namespace")
+    }
+
     pub fn katran_in_lb(&self, args: &[&str]) -> Result<Child> {
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.lb_ns))
@@ -510,8 +526,9 @@ while True:
 print(f"sent {seq} {errors} {time.monotonic() - t0:.3f}", flush=True)
 "#;
 
-/// `RECEIVER PORT OUT`: counts datagrams on PORT; when standard input
-/// closes, drains the socket, writes every sequence number seen to OUT (8
+/// `RECEIVER PORT OUT`: counts datagrams on PORT; answers each line on
+/// standard input with `count UNIQUE`; when standard input closes, drains
+/// the socket, writes every sequence number seen to OUT (8
 /// bytes each) and prints `got UNIQUE DUPLICATES`.
 const RECEIVER: &str = r#"
 import os, select, socket, sys
@@ -533,13 +550,17 @@ while True:
     r, _, _ = select.select([s, 0], [], [])
     if s in r:
         take(s.recv(2048))
-    if 0 in r and not os.read(0, 4096):
-        break
-s.settimeout(0.3)
+    if 0 in r:
+        asked = os.read(0, 4096)
+        if not asked:
+            break
+        for _ in range(asked.count(b"\n")):
+            print(f"count {len(seen)}", flush=True)
+s.setblocking(False)
 try:
     while True:
         take(s.recv(2048))
-except socket.timeout:
+except BlockingIOError:
     pass
 with open(out, "wb") as f:
     for seq in sorted(seen):
@@ -619,6 +640,37 @@ impl UdpStream {
         Ok(UdpStream { sender, receivers })
     }
 
+    /// Datagrams received so far, summed over the reals.
+    pub fn received(&mut self) -> Result<u64> {
+        let mut n = 0;
+        for (p, _) in &mut self.receivers {
+            p.send("count")?;
+            let line = p.line(Duration::from_secs(10))?;
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["count", c] => n += c.parse::<u64>()?,
+                _ => bail!("receiver said {line:?}"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Waits until `more` datagrams arrived beyond those received now (the
+    /// stream flows), with a generous deadline.
+    pub fn wait_flowing(&mut self, more: u64) -> Result<()> {
+        let want = self.received()? + more;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received()?;
+            if got >= want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the UDP stream stalled: {got} of {want} datagrams after 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the sender, lets what is in flight arrive, stops the receivers
     /// and compares.
     pub fn finish(mut self) -> Result<StreamReport> {
@@ -629,9 +681,12 @@ impl UdpStream {
             ["sent", n, e, t] => (n.parse::<u64>()?, e.parse::<u64>()?, t.parse::<f64>()?),
             _ => bail!("sender said {line:?}"),
         };
-        // In flight: microseconds on veths; generous anyway. The receivers
-        // also drain their sockets until 0.3 s pass without a datagram.
-        std::thread::sleep(Duration::from_millis(300));
+        // What is in flight arrives: wait for every datagram, with a
+        // generous deadline past which the missing ones count as lost.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.received()? < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let mut seen = std::collections::BTreeSet::new();
         let mut per_real = Vec::new();
         let mut duplicates = 0;
