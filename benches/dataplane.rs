@@ -547,7 +547,7 @@ fn control_plane_section() -> Result<()> {
         let report = apply(&mut store, &changed).context("applying the one-weight change")?;
         one_weight.push(t.elapsed());
         ensure!(
-            report.reals_added == 0 && report.reals_removed == 0 && report.ring_slots > 0,
+            report.ring_slots > 0 && report.map_writes < 64,
             "the one-weight change wrote {report:?}"
         );
         changed_slots = report.ring_slots;

@@ -19,9 +19,14 @@ INLINE __u32 active_gen(void)
 	return gen ? (*gen & 1) : 0;
 }
 
+INLINE __u8 key_scope(const struct pkt *p, __u32 gen)
+{
+	return gen | (p->v6 ? SCOPE_V6 : 0);
+}
+
 INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
 {
-	struct addr_key k = { .gen = gen };
+	struct addr_key k = { .scope = key_scope(p, gen) };
 
 	__builtin_memcpy(k.addr, p->flow.dst, sizeof(k.addr));
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
@@ -47,15 +52,16 @@ INLINE void count_miss(const struct pkt *p, int syn)
 		count(syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
 }
 
-/* A connection-table entry naming a real that left every VIP is stale; so
- * is one naming a real marked down when the VIP migrates UDP flows. */
-INLINE int stale_real(__u32 idx, int migrate)
+/* A connection-table entry naming a real the active generation does not
+ * name is stale; so is one naming a real marked down when the VIP migrates
+ * UDP flows. */
+INLINE int stale_real(__u32 idx, int migrate, __u32 gen)
 {
 	struct real_def *r = bpf_map_lookup_elem(&reals, &idx);
 
-	if (!r || (r->flags & REAL_REMOVED))
+	if (!r || !(r->flags & (REAL_IN_GEN0 << gen)))
 		return 1;
-	if (migrate && (r->flags & REAL_DOWN)) {
+	if (migrate && (r->flags & (REAL_DOWN_GEN0 << gen))) {
 		count(STAT_UDP_FLOW_MIGRATED);
 		return 1;
 	}
@@ -64,7 +70,7 @@ INLINE int stale_real(__u32 idx, int migrate)
 
 /* Real for a VIP flow, or 0 when the VIP has none. */
 INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
-			 const struct lb_ctl *ctl)
+			 const struct lb_ctl *ctl, __u32 gen)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
@@ -75,10 +81,10 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 	if ((vip->flags & VIP_QUIC) && !tcp) {
 		__u32 id = quic_server_id(data, data_end, p);
 
-		real = server_id_real(id);
+		real = server_id_real(id, gen);
 		count(real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
 	} else if (tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID)) {
-		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind));
+		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
 		count(real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
 	}
 	if (real) {
@@ -89,7 +95,7 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 
 	if (table && !syn) {
 		real = conn_lookup(table, p, ctl);
-		if (real && stale_real(real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION)))
+		if (real && stale_real(real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen))
 			real = 0;
 		if (real) {
 			count(STAT_CONN_HIT);
@@ -147,7 +153,7 @@ INLINE int process(struct xdp_md *ctx)
 	__builtin_memcpy(vk.addr, p.flow.dst, sizeof(vk.addr));
 	vk.port = p.flow.dport;
 	vk.proto = p.flow.proto;
-	vk.gen = gen;
+	vk.scope = key_scope(&p, gen);
 	found = bpf_map_lookup_elem(&vips, &vk);
 	if (!found) {
 		vk.port = 0;
@@ -168,7 +174,7 @@ INLINE int process(struct xdp_md *ctx)
 	p.orig_sport = p.flow.sport;
 	if (vip.flags & VIP_NO_SRC_PORT)
 		p.flow.sport = 0;
-	p.real = select_real(ctx, &p, &vip, ctl);
+	p.real = select_real(ctx, &p, &vip, ctl, gen);
 	if (!p.real)
 		return drop(STAT_DROP_NO_REAL);
 	rp = bpf_map_lookup_elem(&reals, &p.real);

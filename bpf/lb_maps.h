@@ -70,12 +70,12 @@ struct {
 	__type(value, struct backend);
 } backends SEC(".maps");
 
-/* Server id (QUIC connection id, TCP option) -> real index. */
+/* Server id (QUIC connection id, TCP option) and generation -> real index. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
+	__type(key, struct sid_key);
 	__type(value, __u32);
 } server_ids SEC(".maps");
 

@@ -98,14 +98,15 @@ INLINE __u32 tcp_server_id(void *data, void *data_end, const struct pkt *p, __u8
 	return 0;
 }
 
-/* Real index mapped to a server id, or 0. */
-INLINE __u32 server_id_real(__u32 id)
+/* Real index mapped to a server id in generation `gen`, or 0. */
+INLINE __u32 server_id_real(__u32 id, __u32 gen)
 {
+	struct sid_key k = { .id = id, .gen = gen };
 	__u32 *real;
 
 	if (!id)
 		return 0;
-	real = bpf_map_lookup_elem(&server_ids, &id);
+	real = bpf_map_lookup_elem(&server_ids, &k);
 	return real ? *real : 0;
 }
 

@@ -13,14 +13,23 @@
 
 /* ---- VIP table ---------------------------------------------------------- */
 
-/* Key of the `vips` hash. `gen` selects the configuration generation: the
- * dataplane only looks up keys of the active generation, so user space can
- * write a whole new generation beside the live one and flip once. */
+/* The `scope` byte of address keys: which configuration generation the
+ * entry belongs to (bit 0) and whether the address is IPv6. The dataplane
+ * only looks up keys of the active generation, so user space can write a
+ * whole new generation beside the live one and flip once; the family bit
+ * keeps the IPv4 VIP 32.1.13.184 apart from the IPv6 VIP 2001:db8::, whose
+ * address words are otherwise the same. */
+enum key_scope {
+	SCOPE_GEN = 1 << 0, /* the generation: 0 or 1 */
+	SCOPE_V6 = 1 << 1,  /* an IPv6 address */
+};
+
+/* Key of the `vips` hash. */
 struct vip_key {
 	__be32 addr[4]; /* IPv4 in addr[0], the rest zero */
 	__be16 port;    /* 0: every port of the address ("any port" VIP) */
 	__u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 gen;       /* 0 or 1 */
+	__u8 scope;     /* enum key_scope */
 };
 
 /* VIP flags. Each has its own bit; none share values. */
@@ -42,16 +51,23 @@ struct vip_meta {
 /* Key of `vip_addrs`: which addresses belong to some VIP (ICMP echo). */
 struct addr_key {
 	__be32 addr[4];
-	__u8 gen;
+	__u8 scope; /* enum key_scope */
 	__u8 _pad[3];
 };
 
 /* ---- reals -------------------------------------------------------------- */
 
+/* Everything but REAL_V6 is per generation, so a real's state changes for
+ * packets only when the generation flips: bit `REAL_IN_GEN0 << gen` says the
+ * generation names the real (a connection-table entry naming a real its
+ * generation does not name is stale), `REAL_DOWN_GEN0 << gen` that UDP flow
+ * migration moves flows away from it in that generation. */
 enum real_flag {
-	REAL_V6 = 1 << 0,   /* the address is IPv6 */
-	REAL_DOWN = 1 << 1, /* UDP flow migration moves flows away from it */
-	REAL_REMOVED = 1 << 2, /* in no VIP any more: table entries naming it are stale */
+	REAL_V6 = 1 << 0,
+	REAL_IN_GEN0 = 1 << 1,
+	REAL_IN_GEN1 = 1 << 2,
+	REAL_DOWN_GEN0 = 1 << 3,
+	REAL_DOWN_GEN1 = 1 << 4,
 };
 
 /* Index 0 of `reals` is never used: 0 means "no real". */
@@ -91,9 +107,22 @@ struct backend_key {
 	__u32 pos;
 };
 
+enum backend_flag {
+	/* drained by a failing health check: the ring was built with weight 0,
+	 * `weight` keeps the file's value */
+	BACKEND_HEALTH_DOWN = 1 << 0,
+};
+
 struct backend {
 	__u32 real;
 	__u32 weight;
+	__u32 flags; /* enum backend_flag */
+};
+
+/* Key of `server_ids`: one mapping per generation. */
+struct sid_key {
+	__u32 id;
+	__u32 gen;
 };
 
 /* ---- connection tables -------------------------------------------------- */
@@ -170,6 +199,7 @@ struct lb_abi {
 	struct real_def real_def;
 	struct backend_key backend_key;
 	struct backend backend;
+	struct sid_key sid_key;
 	struct lb_ctl ctl;
 	struct flow_key flow_key;
 	struct conn_entry conn_entry;
@@ -178,6 +208,8 @@ struct lb_abi {
 	enum lb_stat stat;
 	enum vip_flag vip_flag;
 	enum real_flag real_flag;
+	enum key_scope key_scope;
+	enum backend_flag backend_flag;
 	enum lb_feature feature;
 };
 

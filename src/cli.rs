@@ -12,7 +12,7 @@ use crate::config::{self, Config, XdpMode};
 use crate::daemon_status::DEFAULT_STATUS_FILE;
 use crate::live::{self, Pins};
 use crate::plan;
-use crate::reconcile::{reconcile, resolve_gateway};
+use crate::reconcile::{commit, prepare, Purpose, Verdicts};
 
 pub const DEFAULT_CONFIG: &str = "/etc/katran.toml";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/katran";
@@ -68,6 +68,9 @@ pub enum Command {
         /// Print JSON for tools instead of text.
         #[arg(long)]
         json: bool,
+        /// Exit 2 when the files differ (0: the same, 1: error).
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Run as a daemon: apply the file and keep it applied (file changes,
     /// SIGHUP); SIGTERM leaves the dataplane forwarding.
@@ -255,15 +258,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Diff { old, new, json } => {
+        Command::Diff {
+            old,
+            new,
+            json,
+            detailed_exitcode,
+        } => {
             let (Some(a), Some(b)) = (load(&old), load(&new)) else {
                 return Ok(ExitCode::FAILURE);
             };
-            print_plan(
-                &plan::diff(Some(&a.state), &b.state, b.settings.ring_size),
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
+            let p = crate::filediff::plan(&a, &b)?;
+            print_plan(&p, json);
+            Ok(if detailed_exitcode && !p.is_empty() {
+                ExitCode::from(EXIT_CHANGES)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Run {
             config,
@@ -368,44 +378,43 @@ fn print_plan(p: &plan::Plan, json: bool) {
 }
 
 /// Prints the plan against the live maps; returns whether anything changes.
-fn dry_run_cmd(mut cfg: Config, json: bool) -> Result<bool> {
-    let pins = Pins::new(&cfg.settings.pin_dir);
-    let live_state = match live::open(&pins) {
-        Ok(Some(store)) => read_live(&store)?,
-        Ok(None) => {
-            eprintln!(
-                "no live dataplane at {}: planning against an empty state",
-                pins.dir.display()
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!(
-                "cannot read the live dataplane at {} ({e:#}): planning against an empty state",
-                pins.dir.display()
-            );
-            None
-        }
-    };
-    let fallback = live_state
-        .as_ref()
-        .map(|s| s.globals.gateway_mac)
-        .or(Some(Default::default()));
-    resolve_gateway(&mut cfg, fallback)?;
-    let p = plan::diff(live_state.as_ref(), &cfg.state, cfg.settings.ring_size);
-    let live_marks = crate::markfwd::read_marks(&pins.dir).unwrap_or(None);
-    let marks = crate::markfwd::diff(live_marks.as_ref(), &cfg.somarks);
-    print_plan(&p, json);
-    if !marks.is_empty() && !json {
-        print!("health-check marks:\n{marks}");
+fn dry_run_cmd(cfg: Config, json: bool) -> Result<bool> {
+    let pin_dir = cfg.settings.pin_dir.clone();
+    let p = prepare(cfg, Verdicts::KeepLive, Purpose::DryRun)?;
+    if p.plan.from_empty {
+        eprintln!(
+            "no live configuration at {}: planning against an empty state",
+            pin_dir.display()
+        );
     }
-    Ok(!p.is_empty() || !marks.is_empty())
+    print_plan(&p.plan, json);
+    refuse_replacement(&p.plan)?;
+    Ok(!p.plan.is_empty())
+}
+
+/// Until a dataplane can be replaced without a gap, a plan that needs it is
+/// refused (after it was shown).
+fn refuse_replacement(p: &plan::Plan) -> Result<()> {
+    let why: Vec<String> = p.replacements().iter().map(|c| c.to_string()).collect();
+    if why.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "this plan needs a new dataplane, which this version cannot load beside the running \
+         one without interrupting traffic:\n  {}",
+        why.join("\n  ")
+    )
 }
 
 /// Applies the file; returns whether anything changed.
 fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     let pin_dir = cfg.settings.pin_dir.clone();
-    let out = reconcile(cfg)?;
+    let prepared = prepare(cfg, Verdicts::KeepLive, Purpose::Apply)?;
+    if let Err(e) = refuse_replacement(&prepared.plan) {
+        print_plan(&prepared.plan, json);
+        return Err(e.context("nothing was changed"));
+    }
+    let out = commit(prepared)?;
     if out.loaded {
         eprintln!(
             "loaded the dataplane and pinned it at {}",
@@ -414,8 +423,8 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     }
     if let Some(r) = &out.report {
         eprintln!(
-            "applied: generation {} live, {} ring slots written",
-            r.gen, r.ring_slots
+            "applied: generation {} live, {} map writes, {} ring slots written",
+            r.gen, r.map_writes, r.ring_slots
         );
     }
     for (iface, how) in &out.attached {
@@ -424,11 +433,8 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     for iface in &out.detached {
         eprintln!("detached from {iface} (no longer in the file)");
     }
-    if !out.marks.is_empty() {
-        eprint!("health-check marks:\n{}", out.marks);
-    }
     print_plan(&out.plan, json);
-    Ok(!out.plan.is_empty() || !out.marks.is_empty())
+    Ok(!out.plan.is_empty())
 }
 
 fn explain_cmd(

@@ -23,7 +23,7 @@ use crate::daemon_status::{DaemonStatus, Event};
 use crate::health::{self, runner::Runner, tracker};
 use crate::live::{self, Pins};
 use crate::model::State;
-use crate::reconcile::{reconcile, Outcome};
+use crate::reconcile::{reconcile, Outcome, Verdicts};
 use crate::sdnotify::{monotonic_usec, notify};
 
 /// Bursts of file events closer than this are one reload.
@@ -134,12 +134,27 @@ impl Daemon {
         self.applied = outcome.state.clone();
     }
 
-    /// (Re)starts the probes for the current file, keeping known health.
+    /// (Re)starts the probes for the current file, keeping known health
+    /// (at start: the verdicts the live maps hold).
     fn start_health(&mut self) {
         let carry = self.health.take().map(|r| {
             let t = r.table();
             r.stop();
             t
+        });
+        let carry = carry.or_else(|| {
+            let now = crate::daemon_status::Event::now("").at;
+            Some(
+                self.applied
+                    .drained
+                    .iter()
+                    .map(|k| {
+                        let mut h = tracker::RealHealth::new(now);
+                        h.healthy = false;
+                        (*k, h)
+                    })
+                    .collect(),
+            )
         });
         let targets = health::runner::targets(&self.config);
         if !targets.is_empty() {
@@ -182,7 +197,7 @@ impl Daemon {
     /// Applies the effective configuration after a health change.
     fn apply_health(&mut self) {
         let cfg = self.effective();
-        match reconcile(cfg) {
+        match reconcile(cfg, Verdicts::Given) {
             Ok(outcome) => {
                 log::info!("health change: {}", outcome.plan.summary());
                 self.applied = outcome.state;
@@ -219,7 +234,7 @@ impl Daemon {
                     self.start_health();
                 }
                 let cfg = self.effective();
-                reconcile(cfg).map_err(|e| format!("{e:#}"))
+                reconcile(cfg, Verdicts::Given).map_err(|e| format!("{e:#}"))
             }
         };
         match result {
@@ -257,6 +272,7 @@ impl Daemon {
         };
         let sorted = |mut s: State| {
             s.vips.sort_by_key(|v| v.key);
+            s.down_reals.sort();
             s
         };
         let live_state = sorted(live_state);
@@ -324,7 +340,8 @@ pub fn run(opts: Options) -> Result<()> {
     watch_signals(tx.clone())?;
     let _watcher = watch_file(&opts.config, tx.clone())?;
 
-    let outcome = reconcile(loaded.config.clone())?;
+    // the live verdicts stand until this daemon's own probes decide
+    let outcome = reconcile(loaded.config.clone(), Verdicts::KeepLive)?;
     if outcome.loaded {
         log::info!("loaded the dataplane, pinned at {}", pins.display());
     } else {

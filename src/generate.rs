@@ -136,6 +136,7 @@ pub fn man_page() -> String {
     }
 
     page.push_str(&signals());
+    page.push_str(PLAN);
     page.push_str(EXIT_STATUS);
     page.push_str(ENVIRONMENT);
     page.push_str(&files());
@@ -269,6 +270,39 @@ does.
     )
 }
 
+const PLAN: &str = r#".SH PLANS
+.B katran apply
+works in two phases.
+It first reads the live maps and checks everything that can fail for a
+reason in the file or on the host: every interface (it exists, is Ethernet,
+takes XDP in the mode asked, runs no other XDP program), the gateway, the
+size of every map.
+The result is the plan that
+.B \-\-dry\-run
+prints; nothing is written until all of it holds.
+It then executes exactly that plan: the inactive configuration generation is
+written, new interfaces are attached, one 4\-byte map update switches every
+packet to the new generation, removed interfaces are detached.
+A kernel failure on the way takes back what packets could see.
+.PP
+Plan lines start with
+.B +
+(added),
+.B \-
+(removed),
+.B ~
+(changed),
+.B !
+(needs a new dataplane: load\-time sizes, the connection\-table kind, the
+XDP mode) or
+.B =
+(kept for a reason, such as a real a failing health check keeps drained).
+.B \-\-json
+prints the same plan as one JSON document with a
+.B format_version
+(see docs/plan.md).
+"#;
+
 const EXIT_STATUS: &str = r#".SH EXIT STATUS
 .TP
 .B 0
@@ -282,7 +316,12 @@ privileges, or a failure of the kernel or of an interface.
 .B katran apply \-\-detailed\-exitcode
 (also with
 .BR \-\-dry\-run )
+or
+.B katran diff \-\-detailed\-exitcode
 succeeded and there were changes.
+A plan that needs a new dataplane (a
+.B replace dataplane
+line) exits 1: this version refuses it and changes nothing.
 .TP
 .B 3
 .B katran status

@@ -11,13 +11,12 @@ use std::fs::{self, File};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::bpf::attach::{self, Attached};
 use crate::bpf::kernel_store::{KernelStore, Maps};
 use crate::bpf::loader::{Dataplane, LoadOptions};
-use crate::config::{Settings, XdpMode};
-use crate::store::{Limits, MapStore};
+use crate::config::Settings;
 
 pub struct Pins {
     pub dir: PathBuf,
@@ -97,53 +96,51 @@ pub fn open(pins: &Pins) -> Result<Option<KernelStore>> {
     Ok(Some(KernelStore::new(maps)?))
 }
 
-/// The adopted store must have the sizes the file asks for.
-fn check_limits(have: Limits, want: &LoadOptions) -> Result<()> {
-    for (name, h, w) in [
-        ("ring_size", have.ring_size, want.ring_size),
-        ("max_vips", have.max_vips, want.max_vips),
-        ("max_reals", have.max_reals, want.max_reals),
-    ] {
-        if h != w {
-            bail!(
-                "the live dataplane was loaded with {name} = {h} but the file asks for {w}; \
-                 sizes are fixed at load: `katran down` and apply again (this interrupts traffic)"
-            );
+/// Loads a new dataplane and pins its maps and program. On failure,
+/// whatever was pinned is removed again.
+pub fn load_and_pin(pins: &Pins, options: &LoadOptions) -> Result<KernelStore> {
+    let dp = Dataplane::load(options)?;
+    let maps = dp.maps()?;
+    let pinned = (|| -> Result<()> {
+        fs::create_dir_all(pins.maps()).context("creating the maps pin directory")?;
+        for (name, handle) in maps.named() {
+            attach::pin(handle.as_fd(), &pins.maps().join(name))?;
+        }
+        fs::create_dir_all(pins.dir.join("prog")).context("creating the program pin directory")?;
+        attach::pin(dp.balancer().as_fd(), &pins.prog())
+    })();
+    if let Err(e) = pinned {
+        let _ = unpin_dataplane(pins);
+        return Err(e);
+    }
+    KernelStore::new(maps)
+}
+
+/// Removes the maps and program pins (not links): undoes `load_and_pin`.
+pub fn unpin_dataplane(pins: &Pins) -> Result<()> {
+    for dir in [pins.maps(), pins.dir.join("prog")] {
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
     }
     Ok(())
 }
 
-/// Adopts the pinned dataplane, or loads and pins a new one.
-pub fn open_or_load(pins: &Pins, options: &LoadOptions) -> Result<(KernelStore, bool)> {
-    if let Some(store) = open(pins)? {
-        check_limits(store.limits(), options)?;
-        return Ok((store, false));
-    }
-    attach::ensure_bpffs(&pins.dir)?;
-    let dp = Dataplane::load(options)?;
-    let maps = dp.maps()?;
-    fs::create_dir_all(pins.maps()).context("creating the maps pin directory")?;
-    for (name, handle) in maps.named() {
-        attach::pin(handle.as_fd(), &pins.maps().join(name))?;
-    }
-    fs::create_dir_all(pins.dir.join("prog")).context("creating the program pin directory")?;
-    attach::pin(dp.balancer().as_fd(), &pins.prog())?;
-    Ok((KernelStore::new(maps)?, true))
-}
-
-/// Attaches the pinned program to `iface` unless a link is pinned there.
-pub fn attach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Option<Attached>> {
-    let path = pins.link(iface);
-    if path.exists() {
-        attach::check_pinned_link(&path)?;
+/// The id of the pinned balancer program, if one is pinned.
+pub fn prog_id(pins: &Pins) -> Result<Option<u32>> {
+    if !pins.prog().exists() {
         return Ok(None);
     }
     let prog = attach::open_pinned(&pins.prog())?;
-    let (link, how) = attach::attach_xdp(prog.as_fd(), iface, mode)?;
+    Ok(Some(attach::prog_id_of(prog.as_fd())?))
+}
+
+/// Attaches the pinned program to `iface` in exactly `how` and pins the link.
+pub fn attach(pins: &Pins, iface: &str, how: Attached) -> Result<()> {
+    let prog = attach::open_pinned(&pins.prog())?;
+    let link = attach::attach_as(prog.as_fd(), iface, how)?;
     fs::create_dir_all(pins.links()).context("creating the links pin directory")?;
-    attach::pin(link.as_fd(), &path)?;
-    Ok(Some(how))
+    attach::pin(link.as_fd(), &pins.link(iface))
 }
 
 pub fn detach(pins: &Pins, iface: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 //! Nothing here touches the kernel; `config` produces a `State` from TOML,
 //! `bpf::writer` programs one into the maps and reads one back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -218,6 +218,21 @@ pub struct State {
     pub server_ids: BTreeMap<u32, IpAddr>,
     /// Reals whose UDP flows migrate away (VIPs with `udp-flow-migration`).
     pub down_reals: Vec<IpAddr>,
+    /// Health verdicts: reals of a VIP drained because their health check
+    /// fails. Their ring is built as if their weight were 0; the file's
+    /// weight is kept. Part of the live state, so every apply sees them.
+    pub drained: BTreeSet<(VipKey, IpAddr)>,
+}
+
+impl State {
+    /// The weight the ring is built with: 0 for a drained real.
+    pub fn ring_weight(&self, vip: &VipKey, real: &Backend) -> u32 {
+        if self.drained.contains(&(*vip, real.addr)) {
+            0
+        } else {
+            real.weight
+        }
+    }
 }
 
 impl Default for State {
@@ -228,6 +243,7 @@ impl Default for State {
             vips: Vec::new(),
             server_ids: BTreeMap::new(),
             down_reals: Vec::new(),
+            drained: BTreeSet::new(),
         }
     }
 }

@@ -1,15 +1,35 @@
-//! One reconciliation: make the live dataplane match a checked file.
-//! `katran apply` runs it once; `katran run` runs it at start and on every
-//! reload. Holds the apply lock for its whole duration.
+//! One reconciliation, in two phases.
+//!
+//! *Prepare* reads the live dataplane once and resolves everything that can
+//! fail for a reason in the file or on the host: the gateway, every
+//! interface (exists, is Ethernet, can take XDP in the mode asked, runs no
+//! other XDP program), the load-time sizes, every map's capacity. It yields
+//! the whole plan — what `--dry-run` prints — and writes nothing.
+//!
+//! *Commit* executes that plan and nothing else: the inactive generation's
+//! writes, new interfaces, the flip, removed interfaces, health-check
+//! marks. A kernel failure on the way undoes what was visible (interfaces
+//! attached, the flip, interfaces detached, a freshly loaded dataplane), so
+//! packets see the configuration they saw before.
+//!
+//! Both phases run under the apply lock.
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use crate::apply::{apply, read_live, ApplyReport};
-use crate::bpf::attach::{ensure_bpffs, Attached};
-use crate::config::{Config, Gateway};
-use crate::live::{self, Pins};
+use anyhow::{bail, Context, Result};
+
+use crate::apply::ApplyReport;
+use crate::bpf::attach::{self, ensure_bpffs, Attached};
+use crate::bpf::kernel_store::KernelStore;
+use crate::config::{Config, Gateway, XdpMode};
+use crate::live::{self, ApplyLock, Pins};
+use crate::markfwd::{self, MarkChanges};
 use crate::model::{MacAddr, State};
-use crate::plan::{self, Plan};
+use crate::plan::host::{self, LoadShape};
+use crate::plan::{self, Change, Plan};
+use crate::snapshot::Snapshot;
+use crate::store::{Limits, MapStore, MemStore, Write};
 
 /// What one reconciliation did.
 pub struct Outcome {
@@ -21,73 +41,461 @@ pub struct Outcome {
     pub attached: Vec<(String, Attached)>,
     pub detached: Vec<String>,
     /// Socket-mark mappings added, changed or removed.
-    pub marks: crate::markfwd::MarkChanges,
-    /// The state now live (the file's, gateway resolved).
+    pub marks: MarkChanges,
+    /// The state now live (the file's, gateway resolved, verdicts applied).
     pub state: State,
 }
 
-/// Fills in `gateway_mac = "auto"`; when the kernel cannot tell, falls back
-/// to `fallback` (the live value) if there is one.
+/// Whose health verdicts an apply uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdicts {
+    /// The live ones, for reals whose VIP is still checked (`katran apply`:
+    /// a manual apply keeps a drained real drained).
+    KeepLive,
+    /// `cfg.state.drained` as given (the daemon, which runs the checks).
+    Given,
+}
+
+/// Fills in `gateway_mac = "auto"`; when the kernel cannot tell, keeps
+/// `fallback` (the live value) if there is one, saying so.
 pub fn resolve_gateway(cfg: &mut Config, fallback: Option<MacAddr>) -> Result<()> {
     if cfg.settings.gateway == Gateway::Auto {
         cfg.state.globals.gateway_mac = match (crate::gateway::resolve(), fallback) {
             (Ok(mac), _) => mac,
-            (Err(_), Some(mac)) => mac,
+            (Err(e), Some(mac)) => {
+                log::warn!("gateway_mac = \"auto\": {e:#}; keeping the live {mac}");
+                mac
+            }
             (Err(e), None) => return Err(e).context("gateway_mac = \"auto\""),
         };
     }
     Ok(())
 }
 
-pub fn reconcile(mut cfg: Config) -> Result<Outcome> {
-    let pins = Pins::new(&cfg.settings.pin_dir);
-    ensure_bpffs(&pins.dir)?;
-    let _lock = live::lock(&pins.dir)?;
-    let (mut store, loaded) = live::open_or_load(&pins, &live::load_options(&cfg.settings))?;
-    let before = read_live(&store)?;
-    resolve_gateway(&mut cfg, before.as_ref().map(|s| s.globals.gateway_mac))?;
-    let plan = plan::diff(before.as_ref(), &cfg.state, cfg.settings.ring_size);
-    let report = if plan.is_empty() {
-        None
-    } else {
-        Some(apply(&mut store, &cfg.state)?)
-    };
-    let mut attached = Vec::new();
+/// A plan ready to commit, with what it was made from.
+pub struct Prepared {
+    pub cfg: Config,
+    pub plan: Plan,
+    pins: Pins,
+    _lock: Option<ApplyLock>,
+    /// `None`: nothing is pinned yet; commit loads the dataplane.
+    store: Option<KernelStore>,
+    attach: Vec<(String, Attached)>,
+    detach: Vec<(String, Option<Attached>)>,
+    marks: MarkChanges,
+    live_marks: Option<BTreeMap<u32, IpAddr>>,
+}
+
+/// Keeps the live verdicts of reals whose VIP still has a health check.
+fn keep_live_verdicts(cfg: &mut Config, live: Option<&State>) {
+    let Some(live) = live else { return };
+    cfg.state.drained = live
+        .drained
+        .iter()
+        .filter(|(vip, real)| {
+            cfg.healthchecks.contains_key(vip)
+                && cfg
+                    .state
+                    .vips
+                    .iter()
+                    .any(|v| v.key == *vip && v.reals.iter().any(|b| b.addr == *real))
+        })
+        .copied()
+        .collect();
+}
+
+/// Interfaces to attach (with the mode decided now) and to detach, and the
+/// plan's lines for them. Fails on anything the file asks that the host
+/// cannot do. `lenient` (a dry-run with no dataplane on this host, e.g. in
+/// CI) plans interfaces this host does not have instead of failing.
+#[allow(clippy::type_complexity)]
+fn plan_interfaces(
+    pins: &Pins,
+    cfg: &Config,
+    prog: Option<u32>,
+    lenient: bool,
+) -> Result<(
+    Vec<Change>,
+    Vec<(String, Attached)>,
+    Vec<(String, Option<Attached>)>,
+)> {
+    let mut changes = Vec::new();
+    let mut attach = Vec::new();
     for iface in &cfg.settings.interfaces {
-        if let Some(how) = live::attach(&pins, iface, cfg.settings.xdp_mode)? {
-            attached.push((iface.clone(), how));
+        attach::check_iface_name(iface)?;
+        let idx = match attach::ifindex(iface) {
+            Ok(idx) => idx,
+            Err(_) if lenient => {
+                changes.push(Change::Attach {
+                    interface: iface.clone(),
+                    mode: format!("{:?}", cfg.settings.xdp_mode).to_lowercase(),
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !attach::is_ethernet(iface)? {
+            bail!("{iface} is not an Ethernet interface: the balancer rewrites Ethernet frames");
         }
+        let q = attach::query(idx)?;
+        let ours = match (pins.link(iface).exists(), prog) {
+            (true, Some(prog)) => {
+                attach::check_pinned_link(&pins.link(iface))?;
+                let link = attach::open_pinned(&pins.link(iface))?;
+                let (link_prog, link_if) = attach::link_info(std::os::fd::AsFd::as_fd(&link))
+                    .with_context(|| {
+                        format!("{} is not an XDP link", pins.link(iface).display())
+                    })?;
+                link_prog == prog && link_if == idx
+            }
+            _ => false,
+        };
+        if ours {
+            let how = q.attached().map(|(_, how)| how);
+            let want = match cfg.settings.xdp_mode {
+                XdpMode::Native => Some(Attached::Native),
+                XdpMode::Generic => Some(Attached::Generic),
+                XdpMode::Auto => None,
+            };
+            if let (Some(have), Some(want)) = (how, want) {
+                if have != want {
+                    changes.push(Change::ReplaceDataplane {
+                        why: format!("xdp_mode on {iface} {have} -> {want}"),
+                    });
+                }
+            }
+            continue;
+        }
+        if let Some((id, how)) = q.attached() {
+            bail!(
+                "{iface} already runs XDP program {id} ({}, {how}); katran does not replace \
+                 another program: detach it first (`ip link set dev {iface} xdp off`)",
+                attach::prog_name(id)
+            );
+        }
+        let how = match cfg.settings.xdp_mode {
+            XdpMode::Native if !q.native_capable => bail!(
+                "{iface}: its driver does not offer native XDP; set xdp_mode = \"generic\" or \"auto\""
+            ),
+            XdpMode::Native => Attached::Native,
+            XdpMode::Generic => Attached::Generic,
+            XdpMode::Auto if q.native_capable => Attached::Native,
+            XdpMode::Auto => Attached::Generic,
+        };
+        changes.push(Change::Attach {
+            interface: iface.clone(),
+            mode: how.to_string(),
+        });
+        attach.push((iface.clone(), how));
     }
-    let mut detached = Vec::new();
+    let mut detach = Vec::new();
     for iface in pins.attached() {
         if !cfg.settings.interfaces.contains(&iface) {
-            live::detach(&pins, &iface)?;
-            detached.push(iface);
+            let how = attach::ifindex(&iface)
+                .and_then(attach::query)
+                .ok()
+                .and_then(|q| q.attached().map(|(_, h)| h));
+            changes.push(Change::Detach {
+                interface: iface.clone(),
+            });
+            detach.push((iface, how));
         }
     }
-    // Socket-mark forwarding for health checks, on the first interface.
-    let marks = match cfg.settings.interfaces.first() {
-        Some(iface) => {
-            let out = crate::markfwd::reconcile(
-                &pins.dir,
-                iface,
-                cfg.state.globals.gateway_mac,
-                &cfg.somarks,
-            )?;
-            for w in &out.warnings {
-                log::warn!("health-check forwarding: {w}");
-            }
-            out.changes
+    // a link pinned for an interface that was deleted and made again is
+    // stale: replace it
+    for (iface, _) in &attach {
+        if pins.link(iface).exists() {
+            detach.push((iface.clone(), None));
         }
-        None => crate::markfwd::MarkChanges::default(),
+    }
+    Ok((changes, attach, detach))
+}
+
+/// How a plan will be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Apply,
+    /// Only shown: nothing is created, not even the pin directory, and
+    /// with no dataplane on this host the plan is made against nothing.
+    DryRun,
+}
+
+/// Prepare: read, resolve, check, plan. Writes nothing (an apply may create
+/// the pin directory to lock it).
+pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<Prepared> {
+    let pins = Pins::new(&cfg.settings.pin_dir);
+    let lock =
+        if purpose == Purpose::Apply {
+            ensure_bpffs(&pins.dir)?;
+            Some(live::lock(&pins.dir)?)
+        } else if pins.dir.exists() {
+            Some(live::lock(&pins.dir).with_context(|| {
+                format!("cannot read the live dataplane at {}", pins.dir.display())
+            })?)
+        } else {
+            None
+        };
+    let store = live::open(&pins)
+        .with_context(|| format!("cannot read the live dataplane at {}", pins.dir.display()))?;
+    let limits = Limits::for_sizes(
+        cfg.settings.ring_size,
+        cfg.settings.max_vips,
+        cfg.settings.max_reals,
+    );
+    let empty = MemStore::new(limits);
+    let snap = match &store {
+        Some(s) => Snapshot::read(s)?,
+        None => Snapshot::empty(limits),
     };
-    Ok(Outcome {
+    let live_state = snap.state()?;
+    let fallback = live_state.as_ref().map(|s| s.globals.gateway_mac);
+    match resolve_gateway(&mut cfg, fallback) {
+        Err(e) if purpose == Purpose::Apply || store.is_some() => return Err(e),
+        Err(e) => log::warn!("{e:#}: planning with an unresolved gateway"),
+        Ok(()) => {}
+    }
+    if verdicts == Verdicts::KeepLive {
+        keep_live_verdicts(&mut cfg, live_state.as_ref());
+    }
+
+    let mut changes = Vec::new();
+    if let Some(s) = &store {
+        let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
+        changes.extend(host::replacements(
+            &s.load_shape()?,
+            &LoadShape::wanted(&cfg.settings, cpus),
+        ));
+    }
+    let lenient = purpose == Purpose::DryRun && store.is_none();
+    let (iface_changes, attach, detach) =
+        plan_interfaces(&pins, &cfg, live::prog_id(&pins)?, lenient)?;
+    changes.extend(iface_changes);
+
+    if cfg.somarks.len() > markfwd::MAX_MAPPINGS as usize {
+        bail!(
+            "{} health-check marks; the forwarding table holds {}",
+            cfg.somarks.len(),
+            markfwd::MAX_MAPPINGS
+        );
+    }
+    let live_marks = if store.is_some() {
+        markfwd::read_marks(&pins.dir)?
+    } else {
+        None
+    };
+    let mark_changes = host::marks(&live_marks.clone().unwrap_or_default(), &cfg.somarks);
+    let marks = markfwd::diff(live_marks.as_ref(), &cfg.somarks);
+
+    let reader: &dyn MapStore = match &store {
+        Some(s) => s,
+        None => &empty,
+    };
+    let mut plan = plan::build(reader, &snap, &cfg.state)?;
+    if cfg.settings.gateway == Gateway::Auto {
+        plan.notes.push(format!(
+            "gateway_mac = \"auto\" resolves to {}",
+            cfg.state.globals.gateway_mac
+        ));
+    }
+    changes.append(&mut plan.changes);
+    changes.extend(mark_changes);
+    plan.changes = changes;
+    Ok(Prepared {
+        cfg,
         plan,
-        report,
-        loaded,
-        attached,
-        detached,
+        pins,
+        _lock: lock,
+        store,
+        attach,
+        detach,
         marks,
-        state: cfg.state,
+        live_marks,
     })
+}
+
+/// Something visible that commit did, and how to take it back.
+enum Undo {
+    Unload,
+    Detach(String),
+    FlipBack(u8),
+    Reattach(String, Attached),
+    Marks(Option<BTreeMap<u32, IpAddr>>),
+}
+
+/// Commit: executes the prepared plan, or — on a kernel failure — undoes
+/// what packets could see and returns the error.
+pub fn commit(p: Prepared) -> Result<Outcome> {
+    let why: Vec<String> = p
+        .plan
+        .replacements()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    if !why.is_empty() {
+        bail!(
+            "this change needs a new dataplane, which this version cannot load beside the \
+             running one; nothing was changed:\n  {}\n(`katran down` and apply again does it, \
+             interrupting traffic)",
+            why.join("\n  ")
+        );
+    }
+    let mut undo = Vec::new();
+    let (mut store, loaded) = match p.store {
+        Some(s) => (s, false),
+        None => {
+            let options = live::load_options(&p.cfg.settings);
+            (live::load_and_pin(&p.pins, &options)?, true)
+        }
+    };
+    if loaded {
+        undo.push(Undo::Unload);
+    }
+    let result = run(
+        &p.pins,
+        &p.cfg,
+        &p.plan,
+        &p.attach,
+        &p.detach,
+        &p.live_marks,
+        &mut store,
+        &mut undo,
+    );
+    match result {
+        Ok(report) => Ok(Outcome {
+            plan: p.plan,
+            report,
+            loaded,
+            attached: p.attach,
+            detached: p
+                .detach
+                .into_iter()
+                .map(|(i, _)| i)
+                .filter(|i| !p.cfg.settings.interfaces.contains(i))
+                .collect(),
+            marks: p.marks,
+            state: p.cfg.state,
+        }),
+        Err(e) => {
+            let mut failed_undo = Vec::new();
+            for u in undo.into_iter().rev() {
+                if let Err(ue) = take_back(&p.pins, &mut store, u) {
+                    failed_undo.push(format!("{ue:#}"));
+                }
+            }
+            if failed_undo.is_empty() {
+                Err(e.context("apply failed; everything it changed was taken back"))
+            } else {
+                Err(e.context(format!(
+                    "apply failed, and taking it back failed too: {}",
+                    failed_undo.join("; ")
+                )))
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    pins: &Pins,
+    cfg: &Config,
+    plan: &Plan,
+    attach: &[(String, Attached)],
+    detach: &[(String, Option<Attached>)],
+    live_marks: &Option<BTreeMap<u32, IpAddr>>,
+    store: &mut KernelStore,
+    undo: &mut Vec<Undo>,
+) -> Result<Option<ApplyReport>> {
+    let old_gen = store.active_gen()?;
+    let (flip, body) = match plan.writes.split_last() {
+        Some((f @ Write::Flip { .. }, body)) => (Some(f), body),
+        _ => (None, &plan.writes[..]),
+    };
+    let mut report = None;
+    let mut ring_slots = 0;
+    for (n, w) in body.iter().enumerate() {
+        w.run(store)
+            .with_context(|| format!("map write {} of {}", n + 1, plan.writes.len()))?;
+        if let Write::WriteRing { changes, .. } = w {
+            ring_slots += changes.len();
+        }
+    }
+    // stale links of interfaces made again, then the new interfaces
+    for (iface, _) in detach
+        .iter()
+        .filter(|(i, _)| cfg.settings.interfaces.contains(i))
+    {
+        live::detach(pins, iface)?;
+    }
+    for (iface, how) in attach {
+        live::attach(pins, iface, *how)?;
+        undo.push(Undo::Detach(iface.clone()));
+    }
+    if let Some(Write::Flip { gen }) = flip {
+        store
+            .set_active_gen(*gen)
+            .context("flipping the active generation")?;
+        undo.push(Undo::FlipBack(old_gen));
+        report = Some(ApplyReport {
+            gen: *gen,
+            map_writes: plan.writes.len(),
+            ring_slots,
+        });
+    }
+    for (iface, how) in detach
+        .iter()
+        .filter(|(i, _)| !cfg.settings.interfaces.contains(i))
+    {
+        live::detach(pins, iface)?;
+        if let Some(how) = how {
+            undo.push(Undo::Reattach(iface.clone(), *how));
+        }
+    }
+    let marks_change = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::Mark { .. }));
+    let first = cfg.settings.interfaces.first();
+    if marks_change || (!cfg.somarks.is_empty() && first.is_some()) {
+        undo.push(Undo::Marks(live_marks.clone()));
+        match first {
+            Some(iface) => {
+                let out = markfwd::reconcile(
+                    &pins.dir,
+                    iface,
+                    cfg.state.globals.gateway_mac,
+                    &cfg.somarks,
+                )?;
+                for w in &out.warnings {
+                    log::warn!("health-check forwarding: {w}");
+                }
+            }
+            None => {
+                markfwd::down(&pins.dir)?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn take_back(pins: &Pins, store: &mut KernelStore, u: Undo) -> Result<()> {
+    match u {
+        Undo::Unload => {
+            for iface in pins.attached() {
+                live::detach(pins, &iface)?;
+            }
+            live::unpin_dataplane(pins)
+        }
+        Undo::Detach(iface) => live::detach(pins, &iface),
+        Undo::FlipBack(gen) => store.set_active_gen(gen),
+        Undo::Reattach(iface, how) => live::attach(pins, &iface, how),
+        Undo::Marks(old) => match old {
+            Some(old) if !old.is_empty() => markfwd::sync(&pins.dir, &old).map(drop),
+            _ => markfwd::down(&pins.dir).map(drop),
+        },
+    }
+}
+
+/// Prepare and commit in one go.
+pub fn reconcile(cfg: Config, verdicts: Verdicts) -> Result<Outcome> {
+    commit(prepare(cfg, verdicts, Purpose::Apply)?)
 }

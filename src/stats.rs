@@ -202,7 +202,7 @@ pub fn snapshot(store: &KernelStore) -> Result<Snapshot> {
     }
     let mut reals = BTreeMap::new();
     for (idx, r) in store.reals()? {
-        if !r.removed {
+        if r.in_gen[gen as usize] {
             reals.insert(r.addr, traffic(&store.maps.real_stats, idx)?);
         }
     }

@@ -22,13 +22,23 @@ pub struct VipRecord {
     pub ring_id: u32,
 }
 
-/// A `reals` entry.
+/// A `reals` entry. Only the address is shared by both generations; the
+/// rest is per generation (index 0 and 1), so it changes for packets only
+/// at the flip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealRecord {
     pub addr: IpAddr,
-    pub down: bool,
-    /// In no VIP any more; the index may be reused once nothing names it.
-    pub removed: bool,
+    /// The generation names the real (in a VIP or a server id). A real
+    /// named by neither may get its index reused.
+    pub in_gen: [bool; 2],
+    /// UDP flow migration moves flows away from it in that generation.
+    pub down: [bool; 2],
+}
+
+impl RealRecord {
+    pub fn unused(&self) -> bool {
+        self.in_gen == [false, false]
+    }
 }
 
 /// One real of one ring, at position `pos` of the VIP's list.
@@ -37,7 +47,10 @@ pub struct BackendRecord {
     pub ring_id: u32,
     pub pos: u32,
     pub real: u32,
+    /// The file's weight (the ring used 0 when `drained`).
     pub weight: u32,
+    /// Drained by a failing health check.
+    pub drained: bool,
 }
 
 /// Sizes fixed when the dataplane was loaded.
@@ -47,6 +60,112 @@ pub struct Limits {
     pub max_vips: u32,
     /// Highest usable real index (index 0 is never used).
     pub max_reals: u32,
+    /// Entries the `backends` map holds (both generations together).
+    pub backends: u32,
+    /// Entries the `server_ids` map holds (both generations together).
+    pub server_ids: u32,
+}
+
+impl Limits {
+    /// The limits a dataplane loaded with these sizes has (see the loader).
+    pub fn for_sizes(ring_size: u32, max_vips: u32, max_reals: u32) -> Limits {
+        Limits {
+            ring_size,
+            max_vips,
+            max_reals,
+            backends: 2 * max_reals.max(max_vips) * 64,
+            server_ids: 2 * max_reals * 8,
+        }
+    }
+}
+
+/// One change to the maps: what a plan's commit phase executes, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Marks a generation as being written: until `SetCtl` completes it,
+    /// its rings and lists are not trusted.
+    InvalidateCtl {
+        gen: u8,
+    },
+    DeleteVip {
+        key: VipKey,
+        gen: u8,
+    },
+    DeleteVipAddr {
+        addr: IpAddr,
+        gen: u8,
+    },
+    DeleteBackend {
+        ring_id: u32,
+        pos: u32,
+    },
+    DeleteServerId {
+        id: u32,
+        gen: u8,
+    },
+    /// Connection entries naming a real index that is about to name
+    /// another real (they are stale already: no generation names it).
+    PurgeConnEntries {
+        idx: u32,
+    },
+    ResetRealStats {
+        idx: u32,
+    },
+    ResetVipStats {
+        vip_num: u32,
+    },
+    PutReal {
+        idx: u32,
+        real: RealRecord,
+    },
+    PutServerId {
+        id: u32,
+        gen: u8,
+        real: u32,
+    },
+    WriteRing {
+        ring_id: u32,
+        changes: Vec<RingDelta>,
+    },
+    PutBackend(BackendRecord),
+    PutVip(VipRecord),
+    PutVipAddr {
+        addr: IpAddr,
+        gen: u8,
+    },
+    SetCtl {
+        gen: u8,
+        globals: Globals,
+        ring: RingKind,
+    },
+    /// The one atomic switch between configurations.
+    Flip {
+        gen: u8,
+    },
+}
+
+impl Write {
+    /// Carries the write out.
+    pub fn run(&self, store: &mut dyn MapStore) -> Result<()> {
+        match self {
+            Write::InvalidateCtl { gen } => store.invalidate_ctl(*gen),
+            Write::DeleteVip { key, gen } => store.delete_vip(key, *gen),
+            Write::DeleteVipAddr { addr, gen } => store.delete_vip_addr(*addr, *gen),
+            Write::DeleteBackend { ring_id, pos } => store.delete_backend(*ring_id, *pos),
+            Write::DeleteServerId { id, gen } => store.delete_server_id(*id, *gen),
+            Write::PurgeConnEntries { idx } => store.purge_conn_entries(*idx).map(drop),
+            Write::ResetRealStats { idx } => store.reset_real_stats(*idx),
+            Write::ResetVipStats { vip_num } => store.reset_vip_stats(*vip_num),
+            Write::PutReal { idx, real } => store.put_real(*idx, real),
+            Write::PutServerId { id, gen, real } => store.put_server_id(*id, *gen, *real),
+            Write::WriteRing { ring_id, changes } => store.write_ring(*ring_id, changes),
+            Write::PutBackend(b) => store.put_backend(b),
+            Write::PutVip(v) => store.put_vip(v),
+            Write::PutVipAddr { addr, gen } => store.put_vip_addr(*addr, *gen),
+            Write::SetCtl { gen, globals, ring } => store.set_ctl(*gen, globals, *ring),
+            Write::Flip { gen } => store.set_active_gen(*gen),
+        }
+    }
 }
 
 /// Typed access to the dataplane's maps.
@@ -81,9 +200,10 @@ pub trait MapStore {
     fn put_backend(&mut self, b: &BackendRecord) -> Result<()>;
     fn delete_backend(&mut self, ring_id: u32, pos: u32) -> Result<()>;
 
-    fn server_ids(&self) -> Result<BTreeMap<u32, u32>>;
-    fn put_server_id(&mut self, id: u32, real: u32) -> Result<()>;
-    fn delete_server_id(&mut self, id: u32) -> Result<()>;
+    /// `(server id, generation) -> real index`.
+    fn server_ids(&self) -> Result<BTreeMap<(u32, u8), u32>>;
+    fn put_server_id(&mut self, id: u32, gen: u8, real: u32) -> Result<()>;
+    fn delete_server_id(&mut self, id: u32, gen: u8) -> Result<()>;
 
     /// The `ring_size` slots of ring `ring_id`.
     fn ring(&self, ring_id: u32) -> Result<Vec<u32>>;
@@ -106,10 +226,16 @@ pub struct MemStore {
     pub vip_addrs: BTreeMap<(IpAddr, u8), ()>,
     pub reals: BTreeMap<u32, RealRecord>,
     pub backends: BTreeMap<(u32, u32), BackendRecord>,
-    pub server_ids: BTreeMap<u32, u32>,
+    pub server_ids: BTreeMap<(u32, u8), u32>,
     pub rings: BTreeMap<u32, Vec<u32>>,
     /// Every call that changed something, in order (for atomicity tests).
     pub journal: Vec<String>,
+    /// Fault injection for tests: the write with this number (counted
+    /// from 0 over the store's life) fails, and nothing after it is
+    /// attempted by a correct caller.
+    pub fail_write: Option<usize>,
+    /// Writes attempted so far.
+    pub writes: usize,
 }
 
 impl MemStore {
@@ -125,7 +251,28 @@ impl MemStore {
             server_ids: BTreeMap::new(),
             rings: BTreeMap::new(),
             journal: Vec::new(),
+            fail_write: None,
+            writes: 0,
         }
+    }
+
+    /// Like a kernel hash map: a new key beyond `max` entries is refused.
+    fn room<K: Ord, V>(map: &BTreeMap<K, V>, key: &K, max: u32, what: &str) -> Result<()> {
+        if !map.contains_key(key) && map.len() >= max as usize {
+            anyhow::bail!("{what} map is full ({max} entries): E2BIG");
+        }
+        Ok(())
+    }
+
+    /// Records one write; fails it when it is the one to fail.
+    fn write(&mut self, what: String) -> Result<()> {
+        let n = self.writes;
+        self.writes += 1;
+        if self.fail_write == Some(n) {
+            anyhow::bail!("injected failure of write {n} ({what})");
+        }
+        self.journal.push(what);
+        Ok(())
     }
 }
 
@@ -137,7 +284,7 @@ impl MapStore for MemStore {
         Ok(self.gen)
     }
     fn set_active_gen(&mut self, gen: u8) -> Result<()> {
-        self.journal.push(format!("flip {gen}"));
+        self.write(format!("flip {gen}"))?;
         self.gen = gen;
         Ok(())
     }
@@ -145,12 +292,12 @@ impl MapStore for MemStore {
         Ok(self.ctl[gen as usize & 1].clone())
     }
     fn set_ctl(&mut self, gen: u8, globals: &Globals, ring: RingKind) -> Result<()> {
-        self.journal.push(format!("ctl {gen}"));
+        self.write(format!("ctl {gen}"))?;
         self.ctl[gen as usize & 1] = Some((globals.clone(), ring));
         Ok(())
     }
     fn invalidate_ctl(&mut self, gen: u8) -> Result<()> {
-        self.journal.push(format!("invalidate {gen}"));
+        self.write(format!("invalidate {gen}"))?;
         self.ctl[gen as usize & 1] = None;
         Ok(())
     }
@@ -158,13 +305,18 @@ impl MapStore for MemStore {
         Ok(self.vips.values().copied().collect())
     }
     fn put_vip(&mut self, vip: &VipRecord) -> Result<()> {
-        self.journal
-            .push(format!("vip {} gen {}", vip.key, vip.gen));
+        self.write(format!("vip {} gen {}", vip.key, vip.gen))?;
+        Self::room(
+            &self.vips,
+            &(vip.key, vip.gen),
+            2 * self.limits.max_vips,
+            "vips",
+        )?;
         self.vips.insert((vip.key, vip.gen), *vip);
         Ok(())
     }
     fn delete_vip(&mut self, key: &VipKey, gen: u8) -> Result<()> {
-        self.journal.push(format!("del vip {key} gen {gen}"));
+        self.write(format!("del vip {key} gen {gen}"))?;
         self.vips.remove(&(*key, gen));
         Ok(())
     }
@@ -172,10 +324,18 @@ impl MapStore for MemStore {
         Ok(self.vip_addrs.keys().copied().collect())
     }
     fn put_vip_addr(&mut self, addr: IpAddr, gen: u8) -> Result<()> {
+        self.write(format!("vip addr {addr} gen {gen}"))?;
+        Self::room(
+            &self.vip_addrs,
+            &(addr, gen),
+            2 * self.limits.max_vips,
+            "vip_addrs",
+        )?;
         self.vip_addrs.insert((addr, gen), ());
         Ok(())
     }
     fn delete_vip_addr(&mut self, addr: IpAddr, gen: u8) -> Result<()> {
+        self.write(format!("del vip addr {addr} gen {gen}"))?;
         self.vip_addrs.remove(&(addr, gen));
         Ok(())
     }
@@ -183,7 +343,13 @@ impl MapStore for MemStore {
         Ok(self.reals.clone())
     }
     fn put_real(&mut self, idx: u32, real: &RealRecord) -> Result<()> {
-        self.journal.push(format!("real {idx} {}", real.addr));
+        if idx == 0 || idx > self.limits.max_reals {
+            anyhow::bail!("real index {idx} is outside the reals map");
+        }
+        self.write(format!(
+            "real {idx} {} {:?} {:?}",
+            real.addr, real.in_gen, real.down
+        ))?;
         self.reals.insert(idx, *real);
         Ok(())
     }
@@ -191,22 +357,38 @@ impl MapStore for MemStore {
         Ok(self.backends.values().copied().collect())
     }
     fn put_backend(&mut self, b: &BackendRecord) -> Result<()> {
+        self.write(format!("backend {} {}", b.ring_id, b.pos))?;
+        Self::room(
+            &self.backends,
+            &(b.ring_id, b.pos),
+            self.limits.backends,
+            "backends",
+        )?;
         self.backends.insert((b.ring_id, b.pos), *b);
         Ok(())
     }
     fn delete_backend(&mut self, ring_id: u32, pos: u32) -> Result<()> {
+        self.write(format!("del backend {ring_id} {pos}"))?;
         self.backends.remove(&(ring_id, pos));
         Ok(())
     }
-    fn server_ids(&self) -> Result<BTreeMap<u32, u32>> {
+    fn server_ids(&self) -> Result<BTreeMap<(u32, u8), u32>> {
         Ok(self.server_ids.clone())
     }
-    fn put_server_id(&mut self, id: u32, real: u32) -> Result<()> {
-        self.server_ids.insert(id, real);
+    fn put_server_id(&mut self, id: u32, gen: u8, real: u32) -> Result<()> {
+        self.write(format!("server id {id} gen {gen}"))?;
+        Self::room(
+            &self.server_ids,
+            &(id, gen),
+            self.limits.server_ids,
+            "server_ids",
+        )?;
+        self.server_ids.insert((id, gen), real);
         Ok(())
     }
-    fn delete_server_id(&mut self, id: u32) -> Result<()> {
-        self.server_ids.remove(&id);
+    fn delete_server_id(&mut self, id: u32, gen: u8) -> Result<()> {
+        self.write(format!("del server id {id} gen {gen}"))?;
+        self.server_ids.remove(&(id, gen));
         Ok(())
     }
     fn ring(&self, ring_id: u32) -> Result<Vec<u32>> {
@@ -217,8 +399,7 @@ impl MapStore for MemStore {
             .unwrap_or_else(|| vec![0; self.limits.ring_size as usize]))
     }
     fn write_ring(&mut self, ring_id: u32, changes: &[RingDelta]) -> Result<()> {
-        self.journal
-            .push(format!("ring {ring_id} ({} slots)", changes.len()));
+        self.write(format!("ring {ring_id} ({} slots)", changes.len()))?;
         let size = self.limits.ring_size as usize;
         let ring = self.rings.entry(ring_id).or_insert_with(|| vec![0; size]);
         for c in changes {
@@ -226,14 +407,14 @@ impl MapStore for MemStore {
         }
         Ok(())
     }
-    fn reset_vip_stats(&mut self, _vip_num: u32) -> Result<()> {
-        Ok(())
+    fn reset_vip_stats(&mut self, vip_num: u32) -> Result<()> {
+        self.write(format!("reset vip stats {vip_num}"))
     }
-    fn reset_real_stats(&mut self, _idx: u32) -> Result<()> {
-        Ok(())
+    fn reset_real_stats(&mut self, idx: u32) -> Result<()> {
+        self.write(format!("reset real stats {idx}"))
     }
     fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
-        self.journal.push(format!("purge {idx}"));
+        self.write(format!("purge {idx}"))?;
         Ok(0)
     }
 }

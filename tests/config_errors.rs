@@ -611,6 +611,7 @@ fn a_minimal_file_becomes_the_expected_state() {
             }],
             server_ids: BTreeMap::new(),
             down_reals: Vec::new(),
+            drained: Default::default(),
         },
         somarks: BTreeMap::new(),
         healthchecks: BTreeMap::new(),

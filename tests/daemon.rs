@@ -476,7 +476,10 @@ fn daemon_100_reloads_lose_nothing() {
     let reloads_started = Instant::now();
     for i in 1..=RELOADS {
         let (prev, next) = ((i - 1) % 3, i % 3);
-        let summary = katran::plan::diff(Some(&states[prev]), &states[next], 4099).summary();
+        let limits = katran::store::Limits::for_sizes(4099, 256, 4096);
+        let summary = katran::filediff::between(&states[prev], &states[next], limits)
+            .expect("a plan")
+            .summary();
         let stamp = d.status_stamp();
         let t = Instant::now();
         // Alternate the ways a file changes: in place, by rename, and an

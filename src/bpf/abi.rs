@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub use super::skel::types;
 
 use crate::model::{Encap, Globals, MacAddr, Proto, RingKind, VipFlags, VipKey};
-use types::{lb_ctl, lb_feature, real_def, real_flag, vip_flag};
+use types::{backend_flag, key_scope, lb_ctl, lb_feature, real_def, real_flag, vip_flag};
+
+use crate::store::RealRecord;
 
 // The C side defines these sizes (bpf/lb_types.h); a mismatch fails the build.
 const _: () = assert!(size_of::<types::vip_key>() == 20);
@@ -16,7 +18,8 @@ const _: () = assert!(size_of::<types::vip_meta>() == 16);
 const _: () = assert!(size_of::<types::addr_key>() == 20);
 const _: () = assert!(size_of::<types::real_def>() == 20);
 const _: () = assert!(size_of::<types::backend_key>() == 8);
-const _: () = assert!(size_of::<types::backend>() == 8);
+const _: () = assert!(size_of::<types::backend>() == 12);
+const _: () = assert!(size_of::<types::sid_key>() == 8);
 const _: () = assert!(size_of::<types::lb_ctl>() == 68);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
@@ -36,6 +39,7 @@ unsafe impl Pod for types::addr_key {}
 unsafe impl Pod for types::real_def {}
 unsafe impl Pod for types::backend_key {}
 unsafe impl Pod for types::backend {}
+unsafe impl Pod for types::sid_key {}
 unsafe impl Pod for types::lb_ctl {}
 unsafe impl Pod for types::flow_key {}
 unsafe impl Pod for types::conn_entry {}
@@ -92,28 +96,69 @@ pub fn addr_from_words(w: [u32; 4], v6: bool) -> IpAddr {
     }
 }
 
+/// The `scope` byte of an address key: generation and family.
+pub fn scope(addr: IpAddr, generation: u8) -> u8 {
+    let v6 = if addr.is_ipv6() {
+        key_scope::SCOPE_V6.0 as u8
+    } else {
+        0
+    };
+    (generation & key_scope::SCOPE_GEN.0 as u8) | v6
+}
+
+/// `(is IPv6, generation)` of a `scope` byte.
+pub fn scope_from(scope: u8) -> (bool, u8) {
+    (
+        u32::from(scope) & key_scope::SCOPE_V6.0 != 0,
+        scope & key_scope::SCOPE_GEN.0 as u8,
+    )
+}
+
 pub fn vip_key(k: &VipKey, generation: u8) -> types::vip_key {
     types::vip_key {
         addr: addr_words(k.addr),
         port: k.port.to_be(),
         proto: k.proto.number(),
-        r#gen: generation,
+        scope: scope(k.addr, generation),
     }
 }
 
-/// Which family a VIP key's address is cannot be told from the words alone
-/// (`::a.b.c.d` is a valid IPv6 VIP), so the `vip_addrs` entry decides; a
-/// VIP key with only the first word set is read as IPv4.
+/// The key's family is in its `scope` byte, never guessed from the words.
 pub fn vip_key_from(k: &types::vip_key) -> Option<(VipKey, u8)> {
-    let v6 = k.addr[1..].iter().any(|w| *w != 0);
+    let (v6, generation) = scope_from(k.scope);
     Some((
         VipKey {
             addr: addr_from_words(k.addr, v6),
             port: u16::from_be(k.port),
             proto: Proto::from_number(k.proto)?,
         },
-        k.r#gen,
+        generation,
     ))
+}
+
+pub fn addr_key(addr: IpAddr, generation: u8) -> types::addr_key {
+    types::addr_key {
+        addr: addr_words(addr),
+        scope: scope(addr, generation),
+        ..Default::default()
+    }
+}
+
+pub fn addr_key_from(k: &types::addr_key) -> (IpAddr, u8) {
+    let (v6, generation) = scope_from(k.scope);
+    (addr_from_words(k.addr, v6), generation)
+}
+
+pub fn backend_flags(drained: bool) -> u32 {
+    if drained {
+        backend_flag::BACKEND_HEALTH_DOWN.0
+    } else {
+        0
+    }
+}
+
+pub fn backend_drained(flags: u32) -> bool {
+    flags & backend_flag::BACKEND_HEALTH_DOWN.0 != 0
 }
 
 pub fn vip_flags(f: &VipFlags) -> u32 {
@@ -143,35 +188,40 @@ pub fn vip_flags_from(v: u32) -> VipFlags {
     }
 }
 
-pub fn real(addr: IpAddr, down: bool, removed: bool) -> real_def {
+const IN_GEN: [real_flag; 2] = [real_flag::REAL_IN_GEN0, real_flag::REAL_IN_GEN1];
+const DOWN_GEN: [real_flag; 2] = [real_flag::REAL_DOWN_GEN0, real_flag::REAL_DOWN_GEN1];
+
+pub fn real(r: &RealRecord) -> real_def {
     let mut flags = 0u32;
-    if addr.is_ipv6() {
+    if r.addr.is_ipv6() {
         flags |= real_flag::REAL_V6.0;
     }
-    if down {
-        flags |= real_flag::REAL_DOWN.0;
-    }
-    if removed {
-        flags |= real_flag::REAL_REMOVED.0;
+    for g in 0..2 {
+        if r.in_gen[g] {
+            flags |= IN_GEN[g].0;
+        }
+        if r.down[g] {
+            flags |= DOWN_GEN[g].0;
+        }
     }
     real_def {
-        addr: addr_words(addr),
+        addr: addr_words(r.addr),
         flags: flags as u8,
         ..Default::default()
     }
 }
 
-/// `(address, down, removed)`, or `None` for an unused entry.
-pub fn real_from(r: &real_def) -> Option<(IpAddr, bool, bool)> {
+/// `None` for an entry never written.
+pub fn real_from(r: &real_def) -> Option<RealRecord> {
     let f = u32::from(r.flags);
     if f == 0 && r.addr == [0; 4] {
         return None;
     }
-    Some((
-        addr_from_words(r.addr, f & real_flag::REAL_V6.0 != 0),
-        f & real_flag::REAL_DOWN.0 != 0,
-        f & real_flag::REAL_REMOVED.0 != 0,
-    ))
+    Some(RealRecord {
+        addr: addr_from_words(r.addr, f & real_flag::REAL_V6.0 != 0),
+        in_gen: [f & IN_GEN[0].0 != 0, f & IN_GEN[1].0 != 0],
+        down: [f & DOWN_GEN[0].0 != 0, f & DOWN_GEN[1].0 != 0],
+    })
 }
 
 const RING_V1: u8 = 1;

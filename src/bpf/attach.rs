@@ -172,3 +172,137 @@ pub fn detach_pinned(path: &Path) -> Result<()> {
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
     super::bpffs::ensure(dir)
 }
+
+/// Attaches `prog` to `iface` in exactly `how`: no fallback, so the mode a
+/// plan announced is the mode that runs.
+pub fn attach_as(prog: BorrowedFd<'_>, iface: &str, how: Attached) -> Result<OwnedFd> {
+    let idx = ifindex(iface)?;
+    let flags = match how {
+        Attached::Native => XDP_FLAGS_DRV_MODE,
+        Attached::Generic => XDP_FLAGS_SKB_MODE,
+    };
+    link_create(prog, idx, flags).with_context(|| format!("{how} XDP on {iface}"))
+}
+
+/// What the kernel says about XDP on one interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpState {
+    /// Program attached in the driver (native), if any.
+    pub native_prog: Option<u32>,
+    /// Program attached in the generic path, if any.
+    pub generic_prog: Option<u32>,
+    /// The driver advertises native XDP (NETDEV_XDP_ACT_BASIC).
+    pub native_capable: bool,
+}
+
+impl XdpState {
+    /// The attached program and how, if any.
+    pub fn attached(&self) -> Option<(u32, Attached)> {
+        self.native_prog
+            .map(|p| (p, Attached::Native))
+            .or(self.generic_prog.map(|p| (p, Attached::Generic)))
+    }
+}
+
+const NETDEV_XDP_ACT_BASIC: u64 = 1 << 0;
+
+/// Queries XDP on the interface with index `ifindex`.
+pub fn query(ifindex: u32) -> Result<XdpState> {
+    let mut opts = libbpf_sys::bpf_xdp_query_opts {
+        sz: size_of::<libbpf_sys::bpf_xdp_query_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: valid options struct of the declared size.
+    let ret = unsafe { libbpf_sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret))
+            .with_context(|| format!("querying XDP on interface index {ifindex}"));
+    }
+    let id = |v: u32| (v != 0).then_some(v);
+    Ok(XdpState {
+        native_prog: id(opts.drv_prog_id),
+        generic_prog: id(opts.skb_prog_id),
+        native_capable: opts.feature_flags & NETDEV_XDP_ACT_BASIC != 0,
+    })
+}
+
+/// The id of a BPF program or link object's program.
+pub fn prog_id_of(fd: BorrowedFd<'_>) -> Result<u32> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: a program fd and an info buffer of the given length.
+    let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret)).context("reading program info");
+    }
+    Ok(info.id)
+}
+
+/// The program a pinned XDP link runs, and the interface it is on.
+pub fn link_info(fd: BorrowedFd<'_>) -> Result<(u32, u32)> {
+    let mut info = libbpf_sys::bpf_link_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_link_info>() as u32;
+    // SAFETY: a link fd and an info buffer of the given length.
+    let ret = unsafe { libbpf_sys::bpf_link_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret)).context("reading link info");
+    }
+    // SAFETY: the kernel filled the xdp member for an XDP link.
+    let ifindex = unsafe { info.__bindgen_anon_1.xdp.ifindex };
+    Ok((info.prog_id, ifindex))
+}
+
+/// The name of the program with id `id`, for messages.
+pub fn prog_name(id: u32) -> String {
+    // SAFETY: plain id lookup.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return "?".into();
+    }
+    // SAFETY: a fresh descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: a program fd and an info buffer of the given length.
+    let ret =
+        unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut len) };
+    if ret < 0 {
+        return "?".into();
+    }
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8_lossy(&name).into_owned()
+}
+
+/// Whether the interface is Ethernet (ARPHRD_ETHER), the only link type
+/// the balancer's frames make sense on. Asked of the kernel in this
+/// process's network namespace (sysfs may show another one's).
+pub fn is_ethernet(iface: &str) -> Result<bool> {
+    check_iface_name(iface)?;
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error())
+            .context("opening a socket to ask about an interface");
+    }
+    // SAFETY: a fresh descriptor we now own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid ifreq.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a valid socket and an ifreq with a NUL-terminated name (checked length <= 15).
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("reading the link type of {iface}"));
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware-address member.
+    let family = unsafe { req.ifr_ifru.ifru_hwaddr.sa_family };
+    Ok(family == libc::ARPHRD_ETHER)
+}

@@ -52,7 +52,7 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::backend_key>(),
         size_of::<types::backend>(),
     ),
-    ("server_ids", MapType::Hash, 4, 4),
+    ("server_ids", MapType::Hash, size_of::<types::sid_key>(), 4),
     ("conn_tables", MapType::ArrayOfMaps, 4, 4),
     (
         "conn_fallback",
@@ -124,6 +124,8 @@ impl Maps {
             ring_size: rings / (2 * max_vips),
             max_vips,
             max_reals: self.reals.max_entries().saturating_sub(1),
+            backends: self.backends.max_entries(),
+            server_ids: self.server_ids.max_entries(),
         })
     }
 
@@ -324,6 +326,29 @@ impl KernelStore {
 }
 
 impl KernelStore {
+    /// The sizes and connection-table layout this dataplane was loaded with.
+    pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
+        let mut cpus = std::collections::BTreeSet::new();
+        let mut size = None;
+        for cpu in 0..self.maps.conn_tables.max_entries() {
+            if let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? {
+                cpus.insert(cpu);
+                if size.is_none() {
+                    let table = MapHandle::from_map_id(id)
+                        .with_context(|| format!("opening the table of CPU {cpu}"))?;
+                    size = Some(table.max_entries());
+                }
+            }
+        }
+        Ok(crate::plan::host::LoadShape {
+            ring_size: self.limits.ring_size,
+            max_vips: self.limits.max_vips,
+            max_reals: self.limits.max_reals,
+            conn_table_size: size.unwrap_or(self.maps.conn_fallback.max_entries()),
+            per_cpu_tables: (!cpus.is_empty()).then_some(cpus),
+        })
+    }
+
     /// The real index a connection-table entry names for `key`: the shared
     /// table first, then every per-CPU table.
     pub fn conn_entry(&self, key: &types::flow_key) -> Result<Option<u32>> {
@@ -423,17 +448,13 @@ impl MapStore for KernelStore {
 
     fn vip_addrs(&self) -> Result<Vec<(IpAddr, u8)>> {
         Ok(all::<types::addr_key, u32>(&self.maps.vip_addrs)?
-            .into_iter()
-            .map(|(k, v6)| (abi::addr_from_words(k.addr, v6 != 0), k.r#gen))
+            .iter()
+            .map(|(k, _)| abi::addr_key_from(k))
             .collect())
     }
 
     fn put_vip_addr(&mut self, addr: IpAddr, generation: u8) -> Result<()> {
-        let k = types::addr_key {
-            addr: abi::addr_words(addr),
-            r#gen: generation,
-            ..Default::default()
-        };
+        let k = abi::addr_key(addr, generation);
         let v6 = u32::from(addr.is_ipv6());
         self.maps
             .vip_addrs
@@ -442,33 +463,21 @@ impl MapStore for KernelStore {
     }
 
     fn delete_vip_addr(&mut self, addr: IpAddr, generation: u8) -> Result<()> {
-        let k = types::addr_key {
-            addr: abi::addr_words(addr),
-            r#gen: generation,
-            ..Default::default()
-        };
-        delete_if_present(&self.maps.vip_addrs, bytes(&k))
+        delete_if_present(
+            &self.maps.vip_addrs,
+            bytes(&abi::addr_key(addr, generation)),
+        )
     }
 
     fn reals(&self) -> Result<BTreeMap<u32, RealRecord>> {
-        let mut out = BTreeMap::new();
-        for (idx, r) in all::<u32, types::real_def>(&self.maps.reals)? {
-            if let Some((addr, down, removed)) = abi::real_from(&r) {
-                out.insert(
-                    idx,
-                    RealRecord {
-                        addr,
-                        down,
-                        removed,
-                    },
-                );
-            }
-        }
-        Ok(out)
+        Ok(all::<u32, types::real_def>(&self.maps.reals)?
+            .iter()
+            .filter_map(|(idx, r)| Some((*idx, abi::real_from(r)?)))
+            .collect())
     }
 
     fn put_real(&mut self, idx: u32, real: &RealRecord) -> Result<()> {
-        let r = abi::real(real.addr, real.down, real.removed);
+        let r = abi::real(real);
         self.maps
             .reals
             .update(&idx.to_ne_bytes(), bytes(&r), MapFlags::ANY)
@@ -484,6 +493,7 @@ impl MapStore for KernelStore {
                     pos: k.pos,
                     real: v.real,
                     weight: v.weight,
+                    drained: abi::backend_drained(v.flags),
                 })
                 .collect(),
         )
@@ -497,6 +507,7 @@ impl MapStore for KernelStore {
         let v = types::backend {
             real: b.real,
             weight: b.weight,
+            flags: abi::backend_flags(b.drained),
         };
         self.maps
             .backends
@@ -509,21 +520,30 @@ impl MapStore for KernelStore {
         delete_if_present(&self.maps.backends, bytes(&k))
     }
 
-    fn server_ids(&self) -> Result<BTreeMap<u32, u32>> {
-        Ok(all::<u32, u32>(&self.maps.server_ids)?
+    fn server_ids(&self) -> Result<BTreeMap<(u32, u8), u32>> {
+        Ok(all::<types::sid_key, u32>(&self.maps.server_ids)?
             .into_iter()
+            .map(|(k, real)| ((k.id, k.r#gen as u8), real))
             .collect())
     }
 
-    fn put_server_id(&mut self, id: u32, real: u32) -> Result<()> {
+    fn put_server_id(&mut self, id: u32, generation: u8, real: u32) -> Result<()> {
+        let k = types::sid_key {
+            id,
+            r#gen: u32::from(generation),
+        };
         self.maps
             .server_ids
-            .update(&id.to_ne_bytes(), &real.to_ne_bytes(), MapFlags::ANY)
+            .update(bytes(&k), &real.to_ne_bytes(), MapFlags::ANY)
             .context("writing a server id")
     }
 
-    fn delete_server_id(&mut self, id: u32) -> Result<()> {
-        delete_if_present(&self.maps.server_ids, &id.to_ne_bytes())
+    fn delete_server_id(&mut self, id: u32, generation: u8) -> Result<()> {
+        let k = types::sid_key {
+            id,
+            r#gen: u32::from(generation),
+        };
+        delete_if_present(&self.maps.server_ids, bytes(&k))
     }
 
     fn ring(&self, ring_id: u32) -> Result<Vec<u32>> {

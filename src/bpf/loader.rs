@@ -76,14 +76,15 @@ impl Dataplane {
             .as_deref_mut()
             .context("balancer object has no read-only data")?;
         rodata.ring_size = o.ring_size;
+        let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
         let m = &mut open.maps;
         let sizes = [
             (&mut m.vips, 2 * o.max_vips),
             (&mut m.vip_addrs, 2 * o.max_vips),
             (&mut m.rings, 2 * o.max_vips * o.ring_size),
             (&mut m.reals, o.max_reals + 1),
-            (&mut m.backends, 2 * o.max_reals.max(o.max_vips) * 64),
-            (&mut m.server_ids, o.max_reals * 8),
+            (&mut m.backends, limits.backends),
+            (&mut m.server_ids, limits.server_ids),
             (&mut m.conn_tables, cpus),
             (&mut m.conn_fallback, o.fallback_table_size),
             (&mut m.vip_stats, o.max_vips),

@@ -78,6 +78,7 @@ pub fn config(d: &Draft) -> Config {
         vips,
         server_ids: map(&d.server_ids),
         down_reals: d.down_reals.iter().map(|r| r.value).collect(),
+        drained: Default::default(),
     };
     let healthchecks: BTreeMap<VipKey, HealthCheck> = d
         .vips

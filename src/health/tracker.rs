@@ -61,8 +61,9 @@ impl RealHealth {
     }
 }
 
-/// The state to apply: reals failing their VIP's check get weight 0 (no new
-/// flows, existing ones stay). When every serving real of a VIP fails, the
+/// The state to apply: reals failing their VIP's check are drained (their
+/// ring weight is 0: no new flows, existing ones stay; the file's weight is
+/// kept beside the verdict). When every serving real of a VIP fails, the
 /// VIP keeps its weights — forwarding to possibly broken reals beats
 /// dropping everything — and the VIP is returned so it can be reported.
 pub fn effective(state: &State, down: &BTreeSet<(VipKey, IpAddr)>) -> (State, Vec<VipKey>) {
@@ -86,9 +87,9 @@ pub fn effective(state: &State, down: &BTreeSet<(VipKey, IpAddr)>) -> (State, Ve
             all_down.push(vip.key);
             continue;
         }
-        for r in &mut vip.reals {
+        for r in &vip.reals {
             if down.contains(&(vip.key, r.addr)) {
-                r.weight = 0;
+                out.drained.insert((vip.key, r.addr));
             }
         }
     }
@@ -166,10 +167,13 @@ mod tests {
         let down = BTreeSet::from([(s.vips[0].key, "10.1.0.1".parse().unwrap())]);
         let (e, all) = effective(&s, &down);
         assert!(all.is_empty());
-        assert_eq!(e.vips[0].reals[0].weight, 0);
-        assert_eq!(e.vips[0].reals[1].weight, 2);
+        let a1 = "10.1.0.1".parse().unwrap();
+        assert_eq!(e.drained, BTreeSet::from([(s.vips[0].key, a1)]));
+        assert_eq!(e.ring_weight(&s.vips[0].key, &e.vips[0].reals[0]), 0);
+        assert_eq!(e.vips[0].reals[0].weight, 1, "the file's weight is kept");
         assert_eq!(
-            e.vips[1].reals[0].weight, 1,
+            e.ring_weight(&s.vips[1].key, &e.vips[1].reals[0]),
+            1,
             "same real, other VIP: untouched"
         );
     }
@@ -185,5 +189,6 @@ mod tests {
         let (e, all) = effective(&s, &down);
         assert_eq!(all, vec![k]);
         assert_eq!(e.vips[0], s.vips[0]);
+        assert!(e.drained.is_empty());
     }
 }
