@@ -540,9 +540,12 @@ fn control_plane_section() -> Result<()> {
         apply(&mut store, &full).context("applying the large state")?;
         from_empty.push(t.elapsed());
         // The generation an apply writes holds the configuration of two
-        // applies ago: apply once more so that both hold the large state,
-        // as on a running balancer, before timing the change.
-        apply(&mut store, &full).context("applying the large state again")?;
+        // applies ago, and an unchanged file writes nothing: apply the large
+        // state once more with one setting changed, so that both halves hold
+        // its rings, as on a running balancer, before timing the change.
+        let mut tweaked = full.clone();
+        tweaked.globals.max_conn_rate += 1;
+        apply(&mut store, &tweaked).context("applying the large state again")?;
         let t = Instant::now();
         let report = apply(&mut store, &changed).context("applying the one-weight change")?;
         one_weight.push(t.elapsed());
