@@ -105,7 +105,7 @@ fn vip_with_check(tb: &Testbed, check: &str, port: u16) -> String {
 }
 
 /// Waits until real `real` of the VIP is (un)healthy per the daemon and has
-/// the expected weight in the live maps; returns how long it took.
+/// the expected ring weight in the live maps; returns how long it took.
 fn wait_health(
     d: &Daemon,
     real: impl Into<IpAddr>,
@@ -120,12 +120,14 @@ fn wait_health(
             .health
             .iter()
             .any(|(_, r, h)| r == &real.to_string() && h.healthy == healthy);
+        // the live maps hold the verdict; the ring weight follows it
         let weight_ok = d.live()?.is_some_and(|s| {
-            s.vips
-                .iter()
-                .flat_map(|v| v.reals.iter())
-                .filter(|r| r.addr == real)
-                .all(|r| (r.weight > 0) == healthy)
+            s.vips.iter().all(|v| {
+                v.reals
+                    .iter()
+                    .filter(|r| r.addr == real)
+                    .all(|r| (s.ring_weight(&v.key, r) > 0) == healthy)
+            })
         });
         if flagged && weight_ok {
             return Ok(start.elapsed());
