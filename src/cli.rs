@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::apply::read_live;
+use crate::caps;
 use crate::config::{self, Config, XdpMode};
 use crate::daemon_status::DEFAULT_STATUS_FILE;
 use crate::live::{self, Pins};
@@ -217,10 +218,12 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
             gue_port,
             pin_dir,
         } => {
+            caps::require("katran real attach", caps::DATAPLANE)?;
             let how = crate::real::attach(&interface, mode, &pin_dir, gue_port)?;
             println!("decapsulating on {interface} ({how} XDP)");
         }
         RealAction::Detach { interface, pin_dir } => {
+            caps::require("katran real detach", caps::DATAPLANE)?;
             crate::real::detach(&interface, &pin_dir)?;
             println!("detached from {interface}");
         }
@@ -250,6 +253,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let changed = if dry_run {
                 dry_run_cmd(cfg, json)?
             } else {
+                caps::require("katran apply", caps::DATAPLANE)?;
                 apply_cmd(cfg, json)?
             };
             Ok(if detailed_exitcode && changed {
@@ -281,6 +285,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             down_on_exit,
             metrics_address,
         } => {
+            caps::require("katran run", caps::DATAPLANE)?;
             crate::daemon::run(crate::daemon::Options {
                 config,
                 status_file,
@@ -313,6 +318,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => explain_cmd(&src, &vip, &config, live.then_some(pin_dir.as_path()), json),
         Command::Real { action } => real_cmd(action),
         Command::Down { pin_dir } => {
+            caps::require("katran down", caps::DATAPLANE)?;
             let pins = Pins::new(&pin_dir);
             if !pin_dir.exists() {
                 println!("nothing pinned at {}", pin_dir.display());

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod atomic_file;
 pub mod bpf;
+pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod daemon;

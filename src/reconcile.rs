@@ -228,7 +228,13 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
         if purpose == Purpose::Apply {
             ensure_bpffs(&pins.dir)?;
             Some(live::lock(&pins.dir)?)
-        } else if pins.dir.exists() {
+        } else if pins.dir.try_exists().with_context(|| {
+            format!(
+                "cannot tell whether a dataplane is pinned at {} (a dry-run reads the live \
+                 maps: run it as root, or with CAP_BPF and read access to the directory)",
+                pins.dir.display()
+            )
+        })? {
             Some(live::lock(&pins.dir).with_context(|| {
                 format!("cannot read the live dataplane at {}", pins.dir.display())
             })?)

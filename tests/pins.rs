@@ -200,3 +200,57 @@ fn the_apply_lock_is_not_waited_for_forever() {
     drop(held);
     katran::flock_wait::exclusive(&other, &dir.0, Duration::from_secs(30)).expect("free now");
 }
+
+/// Without CAP_BPF / CAP_PERFMON (dropped from the bounding set, so even
+/// root lacks them) every command that changes the dataplane fails at once,
+/// naming what is missing, before any verifier output and with nothing
+/// pinned.
+#[test]
+fn missing_capabilities_are_named_before_anything_happens() {
+    const NAME: &str = "pins: capabilities";
+    if !common::privileged(NAME) || !common::tools(NAME, &["setpriv"]) {
+        return;
+    }
+    let pins = Dir::bpf("caps");
+    let cfg_dir = Dir::tmp("caps-cfg");
+    fs::create_dir_all(&cfg_dir.0).expect("cfg dir");
+    let cfg = cfg_dir.0.join("k.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[dataplane]\ninterfaces = [\"lo\"]\npin_dir = \"{}\"\ngateway_mac = \"02:00:00:00:00:01\"\n\n[[vip]]\naddress = \"10.9.9.9:80\"\nproto = \"tcp\"\nreals = [\"10.8.8.8\"]\n",
+            pins.0.display()
+        ),
+    )
+    .expect("config");
+    let bin = env!("CARGO_BIN_EXE_katran");
+    let cfg = cfg.to_str().expect("utf-8");
+    let pin_dir = pins.0.to_str().expect("utf-8");
+    for args in [
+        vec!["apply", "-c", cfg],
+        vec!["run", "-c", cfg],
+        vec!["down", "--pin-dir", pin_dir],
+        vec!["real", "attach", "-i", "lo", "--pin-dir", pin_dir],
+    ] {
+        let out = Command::new("setpriv")
+            .args([
+                "--bounding-set=-bpf,-perfmon,-sys_admin",
+                "--inh-caps=-bpf,-perfmon,-sys_admin",
+            ])
+            .arg(bin)
+            .args(&args)
+            .output()
+            .expect("setpriv");
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {all}");
+        assert!(
+            all.contains("lacks CAP_BPF, CAP_PERFMON.") && all.contains("AmbientCapabilities="),
+            "{args:?} should name the missing capabilities: {all}"
+        );
+        assert!(
+            all.lines().count() == 1 && !all.contains("Permission denied"),
+            "{args:?} said more: {all}"
+        );
+        assert!(!pins.0.exists(), "{args:?} pinned something");
+    }
+}
