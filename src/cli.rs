@@ -149,6 +149,10 @@ pub enum Command {
         /// The bpffs directory the dataplane is pinned under.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Take it down even while a `katran run` manages it (that daemon
+        /// reports the dataplane gone, and its next reload brings it back).
+        #[arg(long)]
+        force: bool,
     },
     /// Write the man page or shell completions (for packaging).
     #[command(hide = true)]
@@ -317,8 +321,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => explain_cmd(&src, &vip, &config, live.then_some(pin_dir.as_path()), json),
         Command::Real { action } => real_cmd(action),
-        Command::Down { pin_dir } => {
+        Command::Down { pin_dir, force } => {
             caps::require("katran down", caps::DATAPLANE)?;
+            if let Some(daemon) = crate::daemon_lock::holder(&pin_dir)? {
+                if !force {
+                    anyhow::bail!(
+                        "a daemon ({daemon}) manages the dataplane at {}: stop it first \
+                         (systemctl stop katran), or pass --force (its next reload brings \
+                         the dataplane back)",
+                        pin_dir.display()
+                    );
+                }
+                eprintln!("taking the dataplane down under a running daemon ({daemon})");
+            }
             let pins = Pins::new(&pin_dir);
             if !pin_dir.exists() {
                 println!("nothing pinned at {}", pin_dir.display());
@@ -415,6 +430,11 @@ fn refuse_replacement(p: &plan::Plan) -> Result<()> {
 /// Applies the file; returns whether anything changed.
 fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     let pin_dir = cfg.settings.pin_dir.clone();
+    if let Ok(Some(daemon)) = crate::daemon_lock::holder(&pin_dir) {
+        eprintln!(
+            "note: a daemon ({daemon}) manages this dataplane; its next reload applies its own file again"
+        );
+    }
     let prepared = prepare(cfg, Verdicts::KeepLive, Purpose::Apply)?;
     if let Err(e) = refuse_replacement(&prepared.plan) {
         print_plan(&prepared.plan, json);

@@ -8,17 +8,18 @@
 //! forwarding, so a restart or an upgrade drops nothing; the next start
 //! adopts it and finds an empty plan.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::apply::read_live;
 use crate::config::{self, Config};
+use crate::config_watch::ConfigWatch;
+use crate::daemon_lock::{self, DaemonLock};
 use crate::daemon_status::{DaemonStatus, Event};
 use crate::health::{self, runner::Runner, tracker};
 use crate::live::{self, Pins};
@@ -41,41 +42,12 @@ pub struct Options {
 }
 
 enum Wake {
-    FileChanged,
+    /// Something changed where the file lives: look again.
+    FileEvent,
     Hangup,
     Stop,
     /// A real changed health.
     Health,
-}
-
-fn watch_file(path: &Path, tx: Sender<Wake>) -> Result<notify::RecommendedWatcher> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("the config path names no file")?
-        .to_os_string();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if ev.kind.is_access() {
-                return;
-            }
-            if ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
-            {
-                let _ = tx.send(Wake::FileChanged);
-            }
-        }
-    })
-    .context("creating the file watcher")?;
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", dir.display()))?;
-    Ok(watcher)
 }
 
 fn watch_signals(tx: Sender<Wake>) -> Result<()> {
@@ -107,6 +79,9 @@ struct Daemon {
     applied: State,
     health: Option<Runner>,
     wake: Sender<Wake>,
+    watch: ConfigWatch,
+    /// Held for the daemon's life: one daemon per pin directory.
+    _lock: DaemonLock,
 }
 
 impl Daemon {
@@ -130,6 +105,7 @@ impl Daemon {
         self.status.last_error = None;
         // the maps hold this daemon's configuration again
         self.status.external_change = None;
+        self.status.dataplane_missing = None;
         self.status.failures = 0;
         self.applied = outcome.state.clone();
     }
@@ -211,6 +187,7 @@ impl Daemon {
     /// check -> plan -> atomic apply; a failure keeps the last good state.
     fn reload(&mut self, why: &str) {
         notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        self.watch.loading();
         let result = match config::load(&self.opts.config) {
             Err(errors) => {
                 for d in &errors.0 {
@@ -223,6 +200,14 @@ impl Daemon {
                     errors.0[0]
                 ))
             }
+            Ok(loaded) if loaded.config.settings.pin_dir != self.pins => Err(format!(
+                "pin_dir changed from {} to {}: a running daemon keeps its dataplane where it \
+                 is; to move it, stop the daemon, run `katran down --pin-dir {}`, and start it \
+                 again",
+                self.pins.display(),
+                loaded.config.settings.pin_dir.display(),
+                self.pins.display()
+            )),
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     log::warn!("{w}");
@@ -264,6 +249,28 @@ impl Daemon {
     /// Says so when the maps no longer hold what this daemon applied —
     /// each time they change under it.
     fn check_drift(&mut self) {
+        let ifaces: Vec<String> = self.status.attached.iter().map(|a| a.0.clone()).collect();
+        let missing = live::missing(&Pins::new(&self.pins), &ifaces);
+        if missing
+            != self
+                .status
+                .dataplane_missing
+                .as_ref()
+                .map(|e| e.message.clone())
+        {
+            match &missing {
+                Some(what) => log::error!(
+                    "the dataplane is not in place: {what}; traffic is not balanced until the \
+                     next reload (SIGHUP or a file change) restores it"
+                ),
+                None => log::info!("the dataplane is in place again"),
+            }
+            self.status.dataplane_missing = missing.map(Event::now);
+            self.save_status();
+        }
+        if self.status.dataplane_missing.is_some() {
+            return;
+        }
         let Ok(Some(store)) = live::open(&Pins::new(&self.pins)) else {
             return;
         };
@@ -294,17 +301,24 @@ impl Daemon {
         loop {
             let wait = next_check.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Wake::FileChanged) => {
+                Ok(Wake::FileEvent) => {
                     // editors write in bursts: wait for the file to settle
                     std::thread::sleep(DEBOUNCE);
                     let mut stop = false;
+                    let mut hangup = false;
                     while let Ok(w) = rx.try_recv() {
                         stop |= matches!(w, Wake::Stop);
+                        hangup |= matches!(w, Wake::Hangup);
                     }
                     if stop {
                         return;
                     }
-                    self.reload("file changed");
+                    self.watch.rearm();
+                    if hangup {
+                        self.reload("SIGHUP");
+                    } else if self.watch.changed() {
+                        self.reload("file changed");
+                    }
                 }
                 Ok(Wake::Hangup) => self.reload("SIGHUP"),
                 Ok(Wake::Health) => {
@@ -318,6 +332,12 @@ impl Daemon {
                         self.save_status();
                     }
                     self.check_drift();
+                    // a missed event (a watch lost while its directory
+                    // was replaced) is caught here
+                    self.watch.rearm();
+                    if self.watch.changed() {
+                        self.reload("file changed");
+                    }
                     next_check = Instant::now() + DRIFT_CHECK;
                 }
             }
@@ -326,19 +346,26 @@ impl Daemon {
 }
 
 pub fn run(opts: Options) -> Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let poke = tx.clone();
+    // watching starts before the first read, so no edit falls between
+    let mut watch = ConfigWatch::new(&opts.config, move || {
+        let _ = poke.send(Wake::FileEvent);
+    })?;
+    watch.loading();
     let loaded = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
     let pins = loaded.config.settings.pin_dir.clone();
+    let lock = daemon_lock::acquire(&pins, &opts.config)?;
+    log::debug!("watching {:?}", watch.watched());
     if let Some(addr) = opts.metrics_address {
         // checked (loopback only) and bound before touching the dataplane
         let bound = crate::metrics::serve(addr, pins.clone())?;
         log::info!("serving metrics on http://{bound}/metrics");
     }
-    let (tx, rx) = mpsc::channel();
     watch_signals(tx.clone())?;
-    let _watcher = watch_file(&opts.config, tx.clone())?;
 
     // the live verdicts stand until this daemon's own probes decide
     let outcome = reconcile(loaded.config.clone(), Verdicts::KeepLive)?;
@@ -360,6 +387,8 @@ pub fn run(opts: Options) -> Result<()> {
         config: loaded.config,
         health: None,
         wake: tx,
+        watch,
+        _lock: lock,
         opts,
     };
     daemon.record(&outcome);

@@ -52,6 +52,10 @@ pub struct DaemonStatus {
     /// VIPs whose every real fails its check (kept forwarding regardless).
     #[serde(default)]
     pub all_reals_down: Vec<String>,
+    /// What of the dataplane is gone (unpinned, moved, detached) since it
+    /// was last applied; the next reload restores it.
+    #[serde(default)]
+    pub dataplane_missing: Option<Event>,
 }
 
 impl DaemonStatus {

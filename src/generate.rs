@@ -230,7 +230,8 @@ Only
 stops forwarding.
 .PP
 Commands that touch the dataplane need root, or the capabilities
-CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON.
+CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; without them they stop before
+touching anything and name what is missing.
 "#,
         config = escape(DEFAULT_CONFIG),
         pins = escape(DEFAULT_PIN_DIR),
@@ -249,7 +250,27 @@ atomically.
 A file with errors is logged and recorded in
 .IR {status} ;
 the last good configuration stays in force.
-Changes to the file are also picked up without a signal.
+Changes to the file are also picked up without a signal: edits in place,
+a new file renamed over it, an edit behind a symlink, a Kubernetes ConfigMap
+update (the
+.I ..data
+symlink swapped), and a replaced configuration directory.
+A reload that changes
+.B pin_dir
+is refused; the daemon keeps its dataplane where it is.
+.PP
+One daemon runs per pin directory: it holds a lock under
+.I /run/katran
+for its life, and a second
+.B katran run
+on the same
+.B pin_dir
+exits 1 naming the first.
+.B katran down
+refuses to run under a daemon unless given
+.BR \-\-force ;
+the daemon then reports its dataplane gone (log, status) and restores it on
+the next reload.
 .TP
 .BR SIGTERM ", " SIGINT
 Exit.

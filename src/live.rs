@@ -160,3 +160,41 @@ pub fn down(pins: &Pins) -> Result<()> {
     }
     Ok(())
 }
+
+/// What is no longer in place of a dataplane that should run on `ifaces`:
+/// `None` when the maps and program are pinned and every interface runs
+/// the pinned program through its pinned link; otherwise what is gone, in
+/// words (someone ran `katran down`, moved the pins, or detached a link).
+pub fn missing(pins: &Pins, ifaces: &[String]) -> Option<String> {
+    if !pins.exists() {
+        return Some(format!(
+            "no dataplane is pinned at {} any more (removed or moved by another process)",
+            pins.dir.display()
+        ));
+    }
+    let prog = match prog_id(pins) {
+        Ok(Some(id)) => id,
+        Ok(None) => return Some(format!("{} is gone", pins.prog().display())),
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    for iface in ifaces {
+        if !pins.link(iface).exists() {
+            return Some(format!("{} is gone", pins.link(iface).display()));
+        }
+        let running = attach::ifindex(iface)
+            .and_then(attach::query)
+            .map(|q| q.attached().map(|(id, _)| id));
+        match running {
+            Ok(Some(id)) if id == prog => {}
+            Ok(Some(id)) => {
+                return Some(format!(
+                    "{iface} runs XDP program {id} ({}), not katran's {prog}",
+                    attach::prog_name(id)
+                ))
+            }
+            Ok(None) => return Some(format!("{iface} runs no XDP program")),
+            Err(e) => return Some(format!("{iface}: {e:#}")),
+        }
+    }
+    None
+}

@@ -102,6 +102,12 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
     }
     let Some(state) = state else {
         println!("no dataplane pinned at {}", pin_dir.display());
+        if let Some(d) = &daemon {
+            println!(
+                "daemon: pid {}, config {}: its dataplane is gone; SIGHUP it (systemctl reload katran) to restore it",
+                d.pid, d.config
+            );
+        }
         return Ok(ExitCode::from(3));
     };
     let attached: Vec<String> = modes.iter().map(|(i, m)| format!("{i} ({m})")).collect();
@@ -171,6 +177,13 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
                     ago(e.at),
                     d.failures,
                     e.message
+                );
+            }
+            if let Some(m) = &d.dataplane_missing {
+                println!(
+                    "  DATAPLANE NOT IN PLACE since {}: {}; SIGHUP the daemon (systemctl reload katran) to restore it",
+                    ago(m.at),
+                    m.message
                 );
             }
             for vip in &d.all_reals_down {

@@ -15,7 +15,7 @@ mod dataplane;
 mod document;
 mod draft;
 mod error;
-mod escape;
+pub mod escape;
 mod file;
 mod health;
 mod mappings;

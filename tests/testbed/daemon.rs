@@ -83,6 +83,7 @@ fn delete_stale() {
 fn remove_pins(dir: &Path) {
     let _ = Command::new(katran_bin())
         .arg("down")
+        .arg("--force")
         .arg("--pin-dir")
         .arg(dir)
         .stdout(Stdio::null())
