@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::live::{self, Pins};
@@ -19,9 +20,31 @@ use crate::stats::{Snapshot, COUNTERS};
 
 type Labels = Vec<(String, String)>;
 
+/// Whether a dataplane is pinned, as a gauge: 0 says loudly that nothing
+/// is balanced (someone ran `katran down` or moved the pins).
+fn register_pinned(reg: &mut Registry, pinned: bool) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::from(pinned));
+    reg.register(
+        "dataplane_pinned",
+        "1 while the dataplane is pinned under the pin directory, 0 when it is gone",
+        g,
+    );
+}
+
+/// The exposition when no dataplane is pinned: only the gauge, at 0.
+pub fn render_missing() -> Result<String> {
+    let mut reg = Registry::with_prefix("katran");
+    register_pinned(&mut reg, false);
+    let mut out = String::new();
+    encode(&mut out, &reg).context("encoding metrics")?;
+    Ok(out)
+}
+
 /// The text exposition of one snapshot.
 pub fn render(s: &Snapshot) -> Result<String> {
     let mut reg = Registry::with_prefix("katran");
+    register_pinned(&mut reg, true);
     for (name, _, help) in COUNTERS {
         let c: Counter = Counter::default();
         c.inc_by(s.global.get(name).copied().unwrap_or(0));
@@ -58,9 +81,9 @@ fn answer(line: &str, pins: &Pins) -> Answer {
             body: "only GET /metrics\n".to_string(),
         };
     }
-    match live::open(pins).and_then(|s| {
-        let s = s.context("no dataplane pinned")?;
-        render(&crate::stats::snapshot(&s)?)
+    match live::open(pins).and_then(|s| match s {
+        Some(s) => render(&crate::stats::snapshot(&s)?),
+        None => render_missing(),
     }) {
         Ok(body) => Answer {
             status: "200 OK",

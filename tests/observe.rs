@@ -335,7 +335,19 @@ fn metrics_parse_and_match_stats() {
     }
     assert!(body.contains("# HELP katran_xdp_tx"), "HELP lines present");
     assert_eq!(value("katran_xdp_tx_total", None), 23.0);
+    assert_eq!(value("katran_dataplane_pinned", None), 1.0);
     drop(cleanup);
+    // the pins gone (katran down, moved): still an answer, and it says so
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        resp.contains("\nkatran_dataplane_pinned 0\n"),
+        "no dataplane, yet: {resp}"
+    );
     println!(
         "metrics: {} samples parsed, {checked} compared with stats, all equal",
         scrape.samples.len()
