@@ -1,4 +1,8 @@
-//! Compiles every `bpf/*.bpf.c` into a libbpf-rs skeleton in `OUT_DIR`.
+//! Compiles every `bpf/*.bpf.c` into a libbpf-rs skeleton in `OUT_DIR`,
+//! and stamps the balancer: `KATRAN_BALANCER_STAMP` is a hash of its
+//! compiled object (code, maps, and the BTF of every type shared with
+//! Rust), so a running dataplane can be told apart from the one this
+//! binary would load (`katran status`, dataplane replacement).
 
 use std::env;
 use std::ffi::OsStr;
@@ -33,5 +37,16 @@ fn main() {
             .clang_args(["-O2", "-g", "-Wall", "-Ibpf", &format!("-I{multiarch}")])
             .build_and_generate(out.join(format!("{stem}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
+        if stem == "balancer" {
+            let obj = fs::read(out.join("balancer.bpf.o")).expect("the balancer object");
+            println!("cargo:rustc-env=KATRAN_BALANCER_STAMP={:016x}", fnv1a(&obj));
+        }
     }
+}
+
+/// 64-bit FNV-1a: an identity for a build, not a defence against forgery.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

@@ -19,6 +19,16 @@ struct {
 	__type(value, __u32);
 } lb_gen SEC(".maps");
 
+/* Which build of this program runs: a hash of the compiled object, written
+ * by the loader and never read here. User space compares it with the
+ * program it would load, to know when the dataplane must be replaced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lb_stamp SEC(".maps");
+
 /* Control values, one per generation. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

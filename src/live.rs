@@ -31,6 +31,9 @@ impl Pins {
     pub fn maps(&self) -> PathBuf {
         self.dir.join("maps")
     }
+    pub fn stamp(&self) -> PathBuf {
+        self.maps().join("lb_stamp")
+    }
     pub fn prog(&self) -> PathBuf {
         self.dir.join("prog").join("balancer")
     }
@@ -100,12 +103,20 @@ pub fn open(pins: &Pins) -> Result<Option<KernelStore>> {
 /// whatever was pinned is removed again.
 pub fn load_and_pin(pins: &Pins, options: &LoadOptions) -> Result<KernelStore> {
     let dp = Dataplane::load(options)?;
-    let maps = dp.maps()?;
+    pin(pins, &dp)?;
+    dp.store()
+}
+
+/// Pins a loaded dataplane's maps and program under `pins`. On failure,
+/// whatever was pinned is removed again.
+pub fn pin(pins: &Pins, dp: &Dataplane) -> Result<()> {
     let pinned = (|| -> Result<()> {
+        let maps = dp.maps()?;
         fs::create_dir_all(pins.maps()).context("creating the maps pin directory")?;
         for (name, handle) in maps.named() {
             attach::pin(handle.as_fd(), &pins.maps().join(name))?;
         }
+        attach::pin(dp.stamp_map()?.as_fd(), &pins.stamp())?;
         fs::create_dir_all(pins.dir.join("prog")).context("creating the program pin directory")?;
         attach::pin(dp.balancer().as_fd(), &pins.prog())
     })();
@@ -113,7 +124,7 @@ pub fn load_and_pin(pins: &Pins, options: &LoadOptions) -> Result<KernelStore> {
         let _ = unpin_dataplane(pins);
         return Err(e);
     }
-    KernelStore::new(maps)
+    Ok(())
 }
 
 /// Removes the maps and program pins (not links): undoes `load_and_pin`.
@@ -124,6 +135,21 @@ pub fn unpin_dataplane(pins: &Pins) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The stamp of the pinned dataplane's build (see [`crate::bpf::STAMP`]);
+/// `None` when a build older than stamps pinned it.
+pub fn stamp(pins: &Pins) -> Result<Option<String>> {
+    if !pins.stamp().exists() {
+        return Ok(None);
+    }
+    let map = libbpf_rs::MapHandle::from_pinned_path(pins.stamp())
+        .with_context(|| format!("opening {}", pins.stamp().display()))?;
+    let value = libbpf_rs::MapCore::lookup(&map, &0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        .context("reading the dataplane's stamp")?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .with_context(|| format!("{} holds no 8-byte stamp", pins.stamp().display()))?;
+    Ok(Some(format!("{:016x}", u64::from_ne_bytes(value))))
 }
 
 /// The id of the pinned balancer program, if one is pinned.

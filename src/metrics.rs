@@ -41,10 +41,28 @@ pub fn render_missing() -> Result<String> {
     Ok(out)
 }
 
-/// The text exposition of one snapshot.
-pub fn render(s: &Snapshot) -> Result<String> {
+/// Which build of the dataplane runs (label `build`), and which this
+/// katran would load (`this_build`): they differ until the next apply
+/// replaces the dataplane.
+fn register_build(reg: &mut Registry, build: &str) {
+    let info: Family<Labels, Gauge> = Family::default();
+    info.get_or_create(&vec![
+        ("build".to_string(), build.to_string()),
+        ("this_build".to_string(), crate::bpf::STAMP.to_string()),
+    ])
+    .set(1);
+    reg.register(
+        "dataplane_build",
+        "The pinned dataplane's build stamp and this katran's",
+        info,
+    );
+}
+
+/// The text exposition of one snapshot of the dataplane of build `build`.
+pub fn render(s: &Snapshot, build: &str) -> Result<String> {
     let mut reg = Registry::with_prefix("katran");
     register_pinned(&mut reg, true);
+    register_build(&mut reg, build);
     for (name, _, help) in COUNTERS {
         let c: Counter = Counter::default();
         c.inc_by(s.global.get(name).copied().unwrap_or(0));
@@ -82,7 +100,10 @@ fn answer(line: &str, pins: &Pins) -> Answer {
         };
     }
     match live::open(pins).and_then(|s| match s {
-        Some(s) => render(&crate::stats::snapshot(&s)?),
+        Some(s) => {
+            let build = live::stamp(pins)?.unwrap_or_else(|| "unstamped".into());
+            render(&crate::stats::snapshot(&s)?, &build)
+        }
         None => render_missing(),
     }) {
         Ok(body) => Answer {

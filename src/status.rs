@@ -31,19 +31,6 @@ fn state_json(s: &State) -> Value {
     })
 }
 
-/// The id of the program pinned at `path`, if any.
-fn prog_id(path: &Path) -> Option<u32> {
-    use std::os::fd::{AsFd, AsRawFd};
-    let fd = crate::bpf::attach::open_pinned(path).ok()?;
-    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-    let mut len = size_of::<libbpf_rs::libbpf_sys::bpf_prog_info>() as u32;
-    // SAFETY: a program fd and an info buffer of the given length.
-    let ret = unsafe {
-        libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut len)
-    };
-    (ret == 0).then_some(info.id)
-}
-
 /// How XDP is attached to `iface` as the kernel reports it (iproute2), or
 /// what the daemon recorded when the interface is in another namespace.
 fn xdp_mode(iface: &str, daemon: Option<&DaemonStatus>) -> String {
@@ -73,13 +60,29 @@ fn ago(at: u64) -> String {
 
 pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCode> {
     let pins = Pins::new(pin_dir);
-    let store = live::open(&pins)?;
+    let stamp = live::stamp(&pins).ok().flatten();
+    let this_build = crate::bpf::STAMP;
+    let other_build = pins.exists() && stamp.as_deref() != Some(this_build);
+    let store = match live::open(&pins) {
+        Ok(s) => s,
+        Err(e) if other_build => {
+            println!(
+                "dataplane pinned at {} by another build of katran ({}; this one is {this_build}), \
+                 which this version cannot read: {e:#}\n`katran apply` replaces it without \
+                 dropping connections",
+                pin_dir.display(),
+                stamp.as_deref().unwrap_or("unstamped")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e),
+    };
     let daemon = DaemonStatus::read(status_file).ok();
     let (gen, state) = match &store {
         Some(s) => (Some(s.active_gen()?), read_live(s)?),
         None => (None, None),
     };
-    let prog = prog_id(&pins.prog());
+    let prog = live::prog_id(&pins).ok().flatten();
     let modes: Vec<(String, String)> = pins
         .attached()
         .into_iter()
@@ -93,6 +96,8 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
             "pin_dir": pin_dir,
             "generation": gen,
             "program_id": prog,
+            "build": stamp,
+            "this_build": this_build,
             "attached": modes.iter().map(|(i, m)| json!({"interface": i, "mode": m})).collect::<Vec<_>>(),
             "live": state.as_ref().map(state_json),
             "daemon": daemon,
@@ -111,8 +116,15 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         return Ok(ExitCode::from(3));
     };
     let attached: Vec<String> = modes.iter().map(|(i, m)| format!("{i} ({m})")).collect();
+    let build = match &stamp {
+        Some(s) if s == this_build => s.clone(),
+        other => format!(
+            "{} (this katran is {this_build}: the next apply replaces it)",
+            other.as_deref().unwrap_or("unstamped")
+        ),
+    };
     println!(
-        "dataplane pinned at {}, program id {}, generation {}, attached to [{}]",
+        "dataplane pinned at {}, program id {}, build {build}, generation {}, attached to [{}]",
         pin_dir.display(),
         prog.map_or("?".into(), |p| p.to_string()),
         gen.unwrap_or(0),

@@ -102,6 +102,15 @@ impl Dataplane {
             options: options.clone(),
         };
         dp.create_conn_tables(cpus)?;
+        dp.skel
+            .maps
+            .lb_stamp
+            .update(
+                &0u32.to_ne_bytes(),
+                &super::stamp_value().to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .context("writing the dataplane's stamp")?;
         Ok(dp)
     }
 
@@ -156,6 +165,11 @@ impl Dataplane {
             vip_stats: h(&m.vip_stats)?,
             real_stats: h(&m.real_stats)?,
         })
+    }
+
+    /// The map holding the build's stamp (pinned as `maps/lb_stamp`).
+    pub fn stamp_map(&self) -> Result<MapHandle> {
+        MapHandle::try_from(&self.skel.maps.lb_stamp).context("duplicating map lb_stamp")
     }
 
     pub fn store(&self) -> Result<KernelStore> {

@@ -4,9 +4,19 @@
 pub mod abi;
 pub mod attach;
 pub mod bpffs;
+pub mod conn_carry;
 pub mod decap;
 pub mod kernel_store;
 pub mod loader;
+
+/// The identity of the balancer this binary loads: a hash of its compiled
+/// object (see build.rs), pinned with the maps as `maps/lb_stamp`.
+pub const STAMP: &str = env!("KATRAN_BALANCER_STAMP");
+
+/// [`STAMP`] as the number the map holds.
+pub fn stamp_value() -> u64 {
+    u64::from_str_radix(STAMP, 16).unwrap_or(0)
+}
 
 /// A generated skeleton, included from `OUT_DIR` (see build.rs); its code
 /// is libbpf-cargo's, so lints for hand-written code are off there.
