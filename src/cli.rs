@@ -409,22 +409,7 @@ fn dry_run_cmd(cfg: Config, json: bool) -> Result<bool> {
         );
     }
     print_plan(&p.plan, json);
-    refuse_replacement(&p.plan)?;
     Ok(!p.plan.is_empty())
-}
-
-/// Until a dataplane can be replaced without a gap, a plan that needs it is
-/// refused (after it was shown).
-fn refuse_replacement(p: &plan::Plan) -> Result<()> {
-    let why: Vec<String> = p.replacements().iter().map(|c| c.to_string()).collect();
-    if why.is_empty() {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "this plan needs a new dataplane, which this version cannot load beside the running \
-         one without interrupting traffic:\n  {}",
-        why.join("\n  ")
-    )
 }
 
 /// Applies the file; returns whether anything changed.
@@ -436,11 +421,10 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
         );
     }
     let prepared = prepare(cfg, Verdicts::KeepLive, Purpose::Apply)?;
-    if let Err(e) = refuse_replacement(&prepared.plan) {
-        print_plan(&prepared.plan, json);
-        return Err(e.context("nothing was changed"));
-    }
     let out = commit(prepared)?;
+    if let Some(r) = &out.replaced {
+        eprintln!("{}", r.summary());
+    }
     if out.loaded {
         eprintln!(
             "loaded the dataplane and pinned it at {}",

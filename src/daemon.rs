@@ -92,6 +92,9 @@ impl Daemon {
     }
 
     fn record(&mut self, outcome: &Outcome) {
+        if let Some(r) = &outcome.replaced {
+            log::info!("{}", r.summary());
+        }
         for (iface, how) in &outcome.attached {
             log::info!("attached to {iface} ({how} XDP)");
             self.status.attached.retain(|(i, _)| i != iface);

@@ -314,14 +314,26 @@ Plan lines start with
 .B ~
 (changed),
 .B !
-(needs a new dataplane: load\-time sizes, the connection\-table kind, the
-XDP mode) or
+(needs a new dataplane: another build of katran is pinned, or load\-time
+sizes, the connection\-table kind or the XDP mode change) or
 .B =
 (kept for a reason, such as a real a failing health check keeps drained).
 .B \-\-json
 prints the same plan as one JSON document with a
 .B format_version
 (see docs/plan.md).
+.PP
+A new dataplane is loaded beside the running one and filled with the
+configuration that runs now; the connection tables are copied in; every
+attached interface switches to it atomically
+.RB ( bpf_link_update );
+then the file's changes are applied to it and the old one is unpinned.
+A failure at any step leaves the old dataplane attached and forwarding.
+So upgrading katran is installing it (the package restarts the daemon) and
+resizing is editing the file; counters restart at zero.
+An XDP mode change cannot be atomic: the interface is detached and attached
+again.
+See docs/replace.md.
 "#;
 
 const EXIT_STATUS: &str = r#".SH EXIT STATUS
@@ -340,9 +352,6 @@ privileges, or a failure of the kernel or of an interface.
 or
 .B katran diff \-\-detailed\-exitcode
 succeeded and there were changes.
-A plan that needs a new dataplane (a
-.B replace dataplane
-line) exits 1: this version refuses it and changes nothing.
 .TP
 .B 3
 .B katran status

@@ -166,6 +166,28 @@ pub fn detach_pinned(path: &Path) -> Result<()> {
     fs::remove_file(path).with_context(|| format!("removing {}", path.display()))
 }
 
+/// Points the pinned XDP link at `path` to `new` instead of `expected`,
+/// atomically (`bpf_link_update` with `BPF_F_REPLACE`): the interface runs
+/// one program or the other, never none, and the kernel refuses if the
+/// link no longer runs `expected`.
+pub fn link_update(path: &Path, new: BorrowedFd<'_>, expected: BorrowedFd<'_>) -> Result<()> {
+    let link = open_pinned(path)?;
+    let opts = libbpf_sys::bpf_link_update_opts {
+        sz: size_of::<libbpf_sys::bpf_link_update_opts>() as _,
+        flags: libbpf_sys::BPF_F_REPLACE,
+        old_prog_fd: expected.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: valid link and program descriptors and options for the call.
+    let ret =
+        unsafe { libbpf_sys::bpf_link_update(link.as_fd().as_raw_fd(), new.as_raw_fd(), &opts) };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret))
+            .with_context(|| format!("switching the program of {}", path.display()));
+    }
+    Ok(())
+}
+
 /// Makes sure `dir` is a private directory on the host's bpffs (see
 /// [`super::bpffs::ensure`]: refuses a private mount namespace such as
 /// `ip netns exec` gives).

@@ -106,8 +106,9 @@ fn mount_bpffs(root: &Path) -> Result<()> {
 }
 
 /// What katran pins directly under a pin directory: the balancer's maps,
-/// program and links, the health-check plane, and `katran real`'s pins.
-pub const LAYOUT: &[&str] = &["maps", "prog", "links", "hc", "real"];
+/// program and links, the health-check plane, `katran real`'s pins, and a
+/// replacement's staged (`next`) and outgoing (`retired`) dataplanes.
+pub const LAYOUT: &[&str] = &["maps", "prog", "links", "hc", "real", "next", "retired"];
 
 /// Refuses to let `katran down` remove `dir` unless it is on bpffs and
 /// holds nothing but katran's layout (and empty directories).

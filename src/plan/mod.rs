@@ -134,6 +134,10 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// How many map writes the commit phase performs.
     pub map_writes: usize,
+    /// When the dataplane is replaced: how many connection-table entries
+    /// the running one holds, to be carried over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carried_connections: Option<usize>,
     /// The map writes, in order; executed as they are by `apply::commit`.
     #[serde(skip)]
     pub writes: Vec<Write>,

@@ -31,6 +31,8 @@ use crate::plan::{self, Change, Plan};
 use crate::snapshot::Snapshot;
 use crate::store::{Limits, MapStore, MemStore, Write};
 
+pub mod replace;
+
 /// What one reconciliation did.
 pub struct Outcome {
     pub plan: Plan,
@@ -44,6 +46,8 @@ pub struct Outcome {
     pub marks: MarkChanges,
     /// The state now live (the file's, gateway resolved, verdicts applied).
     pub state: State,
+    /// The dataplane was replaced: what was carried over.
+    pub replaced: Option<replace::Replaced>,
 }
 
 /// Whose health verdicts an apply uses.
@@ -78,8 +82,11 @@ pub struct Prepared {
     pub plan: Plan,
     pins: Pins,
     _lock: Option<ApplyLock>,
-    /// `None`: nothing is pinned yet; commit loads the dataplane.
+    /// `None`: nothing is pinned yet (commit loads the dataplane), or what
+    /// is pinned is replaced without being read.
     store: Option<KernelStore>,
+    /// The dataplane is replaced by a new one loaded beside it.
+    replace: Option<replace::Replacement>,
     attach: Vec<(String, Attached)>,
     detach: Vec<(String, Option<Attached>)>,
     marks: MarkChanges,
@@ -108,19 +115,25 @@ fn keep_live_verdicts(cfg: &mut Config, live: Option<&State>) {
 /// plan's lines for them. Fails on anything the file asks that the host
 /// cannot do. `lenient` (a dry-run with no dataplane on this host, e.g. in
 /// CI) plans interfaces this host does not have instead of failing.
-#[allow(clippy::type_complexity)]
+/// What a plan does to interfaces.
+#[derive(Default)]
+struct IfacePlan {
+    changes: Vec<Change>,
+    attach: Vec<(String, Attached)>,
+    detach: Vec<(String, Option<Attached>)>,
+    /// Attached interfaces whose XDP mode changes: (interface, from, to).
+    switch: Vec<(String, Attached, Attached)>,
+}
+
 fn plan_interfaces(
     pins: &Pins,
     cfg: &Config,
     prog: Option<u32>,
     lenient: bool,
-) -> Result<(
-    Vec<Change>,
-    Vec<(String, Attached)>,
-    Vec<(String, Option<Attached>)>,
-)> {
+) -> Result<IfacePlan> {
     let mut changes = Vec::new();
     let mut attach = Vec::new();
+    let mut switch = Vec::new();
     for iface in &cfg.settings.interfaces {
         attach::check_iface_name(iface)?;
         let idx = match attach::ifindex(iface) {
@@ -162,6 +175,7 @@ fn plan_interfaces(
                     changes.push(Change::ReplaceDataplane {
                         why: format!("xdp_mode on {iface} {have} -> {want}"),
                     });
+                    switch.push((iface.clone(), have, want));
                 }
             }
             continue;
@@ -208,7 +222,12 @@ fn plan_interfaces(
             detach.push((iface.clone(), None));
         }
     }
-    Ok((changes, attach, detach))
+    Ok(IfacePlan {
+        changes,
+        attach,
+        detach,
+        switch,
+    })
 }
 
 /// How a plan will be used.
@@ -241,8 +260,21 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
         } else {
             None
         };
-    let store = live::open(&pins)
-        .with_context(|| format!("cannot read the live dataplane at {}", pins.dir.display()))?;
+    let pinned = pins.exists();
+    let live_stamp = if pinned { live::stamp(&pins)? } else { None };
+    let other_build = pinned && live_stamp.as_deref() != Some(crate::bpf::STAMP);
+    let readable = |e: anyhow::Error| -> Result<Option<KernelStore>> {
+        if other_build {
+            // another build's maps: replaced, so not read
+            Ok(None)
+        } else {
+            Err(e.context(format!(
+                "cannot read the live dataplane at {}",
+                pins.dir.display()
+            )))
+        }
+    };
+    let store = live::open(&pins).or_else(readable)?;
     let limits = Limits::for_sizes(
         cfg.settings.ring_size,
         cfg.settings.max_vips,
@@ -250,10 +282,18 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
     );
     let empty = MemStore::new(limits);
     let snap = match &store {
-        Some(s) => Snapshot::read(s)?,
-        None => Snapshot::empty(limits),
+        Some(s) => match Snapshot::read(s) {
+            Ok(snap) => Some(snap),
+            Err(_) if other_build => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
     };
-    let live_state = snap.state()?;
+    let live_state = match &snap {
+        Some(snap) => snap.state()?,
+        None => None,
+    };
+    let snap = snap.unwrap_or_else(|| Snapshot::empty(limits));
     let fallback = live_state.as_ref().map(|s| s.globals.gateway_mac);
     match resolve_gateway(&mut cfg, fallback) {
         Err(e) if purpose == Purpose::Apply || store.is_some() => return Err(e),
@@ -265,17 +305,30 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
     }
 
     let mut changes = Vec::new();
-    if let Some(s) = &store {
+    if other_build {
+        changes.push(Change::ReplaceDataplane {
+            why: format!(
+                "program: pinned build {} -> this build {}",
+                live_stamp.as_deref().unwrap_or("(unstamped)"),
+                crate::bpf::STAMP
+            ),
+        });
+    }
+    if let (Some(s), false) = (&store, other_build) {
         let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
         changes.extend(host::replacements(
             &s.load_shape()?,
             &LoadShape::wanted(&cfg.settings, cpus),
         ));
     }
-    let lenient = purpose == Purpose::DryRun && store.is_none();
-    let (iface_changes, attach, detach) =
-        plan_interfaces(&pins, &cfg, live::prog_id(&pins)?, lenient)?;
-    changes.extend(iface_changes);
+    let lenient = purpose == Purpose::DryRun && !pinned;
+    let ifaces = plan_interfaces(&pins, &cfg, live::prog_id(&pins)?, lenient)?;
+    changes.extend(ifaces.changes);
+    let replace = if changes.iter().any(Change::needs_replacement) {
+        Some(replace::prepare(&pins, ifaces.switch)?)
+    } else {
+        None
+    };
 
     if cfg.somarks.len() > markfwd::MAX_MAPPINGS as usize {
         bail!(
@@ -296,7 +349,11 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
         Some(s) => s,
         None => &empty,
     };
-    let mut plan = plan::build(reader, &snap, &cfg.state)?;
+    let mut replace = replace;
+    let mut plan = match &mut replace {
+        Some(r) => r.plan(&cfg.state, live_state.as_ref(), limits)?,
+        None => plan::build(reader, &snap, &cfg.state)?,
+    };
     if cfg.settings.gateway == Gateway::Auto {
         plan.notes.push(format!(
             "gateway_mac = \"auto\" resolves to {}",
@@ -312,10 +369,11 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
         pins,
         _lock: lock,
         store,
-        attach,
-        detach,
+        attach: ifaces.attach,
+        detach: ifaces.detach,
         marks,
         live_marks,
+        replace,
     })
 }
 
@@ -326,24 +384,19 @@ enum Undo {
     FlipBack(u8),
     Reattach(String, Attached),
     Marks(Option<BTreeMap<u32, IpAddr>>),
+    /// Replacement: unpin the staged new dataplane.
+    UnpinNext,
+    /// Replacement: point the interface's link back at the old program.
+    LinkBack(String),
+    /// Replacement: put the old dataplane's pins back in place.
+    SwapBack,
 }
 
 /// Commit: executes the prepared plan, or — on a kernel failure — undoes
 /// what packets could see and returns the error.
 pub fn commit(p: Prepared) -> Result<Outcome> {
-    let why: Vec<String> = p
-        .plan
-        .replacements()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    if !why.is_empty() {
-        bail!(
-            "this change needs a new dataplane, which this version cannot load beside the \
-             running one; nothing was changed:\n  {}\n(`katran down` and apply again does it, \
-             interrupting traffic)",
-            why.join("\n  ")
-        );
+    if p.replace.is_some() {
+        return replace::commit(p);
     }
     let mut undo = Vec::new();
     let (mut store, loaded) = match p.store {
@@ -380,23 +433,32 @@ pub fn commit(p: Prepared) -> Result<Outcome> {
                 .collect(),
             marks: p.marks,
             state: p.cfg.state,
+            replaced: None,
         }),
-        Err(e) => {
-            let mut failed_undo = Vec::new();
-            for u in undo.into_iter().rev() {
-                if let Err(ue) = take_back(&p.pins, &mut store, u) {
-                    failed_undo.push(format!("{ue:#}"));
-                }
-            }
-            if failed_undo.is_empty() {
-                Err(e.context("apply failed; everything it changed was taken back"))
-            } else {
-                Err(e.context(format!(
-                    "apply failed, and taking it back failed too: {}",
-                    failed_undo.join("; ")
-                )))
-            }
+        Err(e) => Err(take_all_back(&p.pins, &mut store, undo, e)),
+    }
+}
+
+/// Undoes `undo` in reverse; the error says whether that worked.
+fn take_all_back(
+    pins: &Pins,
+    store: &mut KernelStore,
+    undo: Vec<Undo>,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let mut failed_undo = Vec::new();
+    for u in undo.into_iter().rev() {
+        if let Err(ue) = take_back(pins, store, u) {
+            failed_undo.push(format!("{ue:#}"));
         }
+    }
+    if failed_undo.is_empty() {
+        e.context("apply failed; everything it changed was taken back")
+    } else {
+        e.context(format!(
+            "apply failed, and taking it back failed too: {}",
+            failed_undo.join("; ")
+        ))
     }
 }
 
@@ -456,6 +518,18 @@ fn run(
             undo.push(Undo::Reattach(iface.clone(), *how));
         }
     }
+    apply_marks(pins, cfg, plan, live_marks, undo)?;
+    Ok(report)
+}
+
+/// The health-check marks of the file, when they or the interfaces changed.
+fn apply_marks(
+    pins: &Pins,
+    cfg: &Config,
+    plan: &Plan,
+    live_marks: &Option<BTreeMap<u32, IpAddr>>,
+    undo: &mut Vec<Undo>,
+) -> Result<()> {
     let marks_change = plan
         .changes
         .iter()
@@ -480,7 +554,7 @@ fn run(
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 fn take_back(pins: &Pins, store: &mut KernelStore, u: Undo) -> Result<()> {
@@ -494,11 +568,26 @@ fn take_back(pins: &Pins, store: &mut KernelStore, u: Undo) -> Result<()> {
         Undo::Detach(iface) => live::detach(pins, &iface),
         Undo::FlipBack(gen) => store.set_active_gen(gen),
         Undo::Reattach(iface, how) => live::attach(pins, &iface, how),
+        Undo::UnpinNext => replace::unpin_next(pins),
+        Undo::LinkBack(iface) => replace::link_back(pins, &iface),
+        Undo::SwapBack => replace::swap_back(pins),
         Undo::Marks(old) => match old {
             Some(old) if !old.is_empty() => markfwd::sync(&pins.dir, &old).map(drop),
             _ => markfwd::down(&pins.dir).map(drop),
         },
     }
+}
+
+/// [`commit`], calling `after` once each step of a dataplane replacement
+/// is done (see [`replace::commit_checked`]); a plain apply ignores it.
+pub fn commit_checked(
+    p: Prepared,
+    after: &mut dyn FnMut(replace::Step) -> Result<()>,
+) -> Result<Outcome> {
+    if p.replace.is_some() {
+        return replace::commit_checked(p, after);
+    }
+    commit(p)
 }
 
 /// Prepare and commit in one go.
