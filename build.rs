@@ -17,6 +17,11 @@ fn main() {
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
 
     println!("cargo:rerun-if-changed=bpf");
+    // Extra clang arguments, for test builds whose stamp must differ
+    // (packaging/test-deb.sh builds a "previous" package with
+    // -DKATRAN_BUILD_TAG=1).
+    println!("cargo:rerun-if-env-changed=KATRAN_BPF_CFLAGS");
+    let extra = env::var("KATRAN_BPF_CFLAGS").unwrap_or_default();
     let mut sources: Vec<PathBuf> = fs::read_dir("bpf")
         .expect("bpf/ exists")
         .map(|e| e.expect("readable bpf/ entry").path())
@@ -34,7 +39,12 @@ fn main() {
         SkeletonBuilder::new()
             .source(&src)
             .obj(out.join(format!("{stem}.bpf.o")))
-            .clang_args(["-O2", "-g", "-Wall", "-Ibpf", &format!("-I{multiarch}")])
+            .clang_args(
+                ["-O2", "-g", "-Wall", "-Ibpf", &format!("-I{multiarch}")]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(extra.split_whitespace().map(String::from)),
+            )
             .build_and_generate(out.join(format!("{stem}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
         if stem == "balancer" {

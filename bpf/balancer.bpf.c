@@ -202,3 +202,10 @@ int pass_floor(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }
+
+#ifdef KATRAN_BUILD_TAG
+/* Set only by test builds (KATRAN_BPF_CFLAGS=-DKATRAN_BUILD_TAG=N, see
+ * build.rs): it makes the object, and so its stamp, differ from a build of
+ * the same source, to test upgrades between builds. Never read. */
+const volatile __u32 katran_build_tag = KATRAN_BUILD_TAG;
+#endif

@@ -141,13 +141,16 @@ systemd_running='[ -d /run/systemd/system ]'
 cat >"$root/DEBIAN/postinst" <<EOF
 #!/bin/sh
 # Makes systemd see the (new) unit. Never enables or starts katran: the
-# administrator does, once /etc/katran.toml describes this machine.
+# administrator does, once /etc/katran.toml describes this machine. On an
+# upgrade, restarts a running daemon: the new one finds the old build's
+# dataplane pinned and replaces it without dropping connections
+# (docs/replace.md); without a daemon, 'katran apply' does the same.
 set -e
 if [ "\$1" = configure ] && $systemd_running; then
     systemctl daemon-reload || true
     if systemctl is-active --quiet katran.service; then
-        echo "katran: the running daemon is the old binary;" \\
-            "'systemctl restart katran' adopts the live dataplane without dropping traffic" >&2
+        deb-systemd-invoke try-restart katran.service || \\
+            echo "katran: restarting the daemon failed; the old dataplane keeps forwarding" >&2
     fi
 fi
 exit 0

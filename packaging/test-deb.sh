@@ -158,4 +158,27 @@ check "purged: /etc/katran.toml gone" test ! -e /etc/katran.toml
 check "purged: package unknown to dpkg" bash -c \
     "! dpkg-query -W -f='\${Status}' katran 2>/dev/null | grep -q installed"
 
+# --- upgrade under traffic -------------------------------------------------
+# A "previous" package: the same source built with a tag that changes the
+# BPF object, so its dataplane stamp differs as another release's would.
+# tests/replace.rs runs its daemon on the namespace testbed under traffic,
+# installs this build's package over it and restarts the daemon (what the
+# postinst does under systemd): the dataplane must be replaced with no
+# failed connection and the interface never without XDP.
+if ! old_deb=$(KATRAN_BPF_CFLAGS=-DKATRAN_BUILD_TAG=1 packaging/build-deb.sh "${version}~old" | tail -n1) \
+    || [ ! -f "$old_deb" ]; then
+    fail "build-deb.sh (previous build)" "no package built"
+    finish
+fi
+pass "build $old_deb"
+if out=$(KATRAN_UPGRADE_OLD_DEB=$old_deb KATRAN_UPGRADE_NEW_DEB=$deb \
+    cargo test --locked --test replace -- --ignored --nocapture --test-threads=1 upgrading 2>&1) \
+    && grep -q "test result: ok. 1 passed" <<<"$out"; then
+    pass "upgrade under traffic: $(grep -o 'upgrade [0-9a-f]* -> .*' <<<"$out")"
+else
+    fail "upgrade under traffic" "$(tail -n 40 <<<"$out")"
+fi
+dpkg -P katran >/dev/null 2>&1 || true
+rm -f "$old_deb"
+
 finish

@@ -495,3 +495,76 @@ fn a_failure_at_any_step_of_a_replacement_leaves_the_old_dataplane_forwarding() 
     assert!(out.contains("replaced the dataplane"), "{out}");
     b.conns_intact("after the replacement");
 }
+
+/// The .deb upgrade, run by `packaging/test-deb.sh` (which builds both
+/// packages; ignored otherwise): the daemon of the previous package runs
+/// under traffic; the new package is installed and the daemon restarted, as
+/// the package's postinst does with systemd; the new daemon finds the other
+/// build pinned and replaces it. Needs `KATRAN_UPGRADE_OLD_DEB` and
+/// `KATRAN_UPGRADE_NEW_DEB`.
+#[test]
+#[ignore = "run by packaging/test-deb.sh with two packages"]
+fn upgrading_the_package_replaces_the_dataplane_under_traffic() {
+    let _serial = serial();
+    let deb = |var: &str| {
+        std::env::var(var)
+            .unwrap_or_else(|_| panic!("{var} names a .deb (see packaging/test-deb.sh)"))
+    };
+    let (old_deb, new_deb) = (deb("KATRAN_UPGRADE_OLD_DEB"), deb("KATRAN_UPGRADE_NEW_DEB"));
+    let dpkg = |deb: &str| {
+        let out = std::process::Command::new("dpkg")
+            .args(["-i", deb])
+            .output()
+            .expect("dpkg");
+        assert!(out.status.success(), "dpkg -i {deb}: {}", text(&out));
+    };
+    let build_of = |b: &Bed| -> String {
+        let out =
+            b.d.katran(&[
+                "status",
+                "--json",
+                "--pin-dir",
+                &b.d.pin_dir.to_string_lossy(),
+            ])
+            .expect("status");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        v["build"].as_str().expect("a build").to_string()
+    };
+    dpkg(&old_deb);
+    let mut b = Bed::new();
+    b.d.bin = "/usr/bin/katran".into();
+    b.tb.steer_balancer_to_cpu(0).expect("steering");
+    let file = b.file(
+        &dataplane(&b.d, "per-cpu", 4096, 8, 4099, "generic"),
+        &[1, 1, 1],
+    );
+    std::fs::write(&b.d.config, &file).expect("write");
+    b.d.start().expect("the old package's daemon");
+    let old_build = build_of(&b);
+    b.connect(12);
+
+    let clients = NewConnections::start(&b.tb, b.sport);
+    let watch = XdpWatch::start(&b.tb.lb.ns, "eth0");
+    dpkg(&new_deb);
+    b.d.terminate().expect("stopping the old daemon");
+    b.d.start().expect("the new package's daemon");
+    let (samples, absent) = watch.stop();
+    let (ok, failed, first) = clients.stop();
+    let new_build = build_of(&b);
+    let log = b.d.log();
+    println!(
+        "  upgrade {old_build} -> {new_build}: {ok} new connections ok, {failed} failed; XDP \
+         program absent in {absent} of {samples} samples; {}",
+        log.lines()
+            .find(|l| l.contains("replaced the dataplane"))
+            .unwrap_or("?")
+    );
+    assert_ne!(
+        old_build, new_build,
+        "the two packages carry the same build"
+    );
+    assert!(log.contains("replaced the dataplane"), "{log}");
+    assert_eq!(absent, 0, "the interface was without XDP");
+    assert_eq!(failed, 0, "first failure: {first}");
+    b.conns_intact("after the upgrade");
+}

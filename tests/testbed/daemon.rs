@@ -122,6 +122,9 @@ pub struct Daemon {
     /// Log of the current (or last) daemon process.
     log: PathBuf,
     starts: usize,
+    /// The katran binary run in the LB's namespace (default: the one under
+    /// test; an upgrade test runs the installed package's).
+    pub bin: PathBuf,
 }
 
 impl Daemon {
@@ -144,6 +147,7 @@ impl Daemon {
             gateway_mac: tb.gateway_mac,
             child: None,
             starts: 0,
+            bin: katran_bin(),
         })
     }
 
@@ -199,7 +203,7 @@ impl Daemon {
         let log = fs::File::create(&self.log)?;
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.lb_ns))
-            .arg(katran_bin())
+            .arg(&self.bin)
             .arg("run")
             .arg("-c")
             .arg(&self.config)
@@ -409,7 +413,7 @@ impl Daemon {
     pub fn katran_in_lb(&self, args: &[&str]) -> Result<Child> {
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.lb_ns))
-            .arg(katran_bin())
+            .arg(&self.bin)
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
