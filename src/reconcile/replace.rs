@@ -3,19 +3,20 @@
 //! (`ring_size`, `max_vips`, `max_reals`, `conn_table`, `conn_table_size`,
 //! `xdp_mode`).
 //!
-//! The new dataplane is loaded beside the old one and gets the whole
-//! configuration (verdicts included) while the old one keeps forwarding.
-//! The old connection tables are copied in, the new dataplane is pinned
-//! under `<pin_dir>/next`, and every attached interface is switched with
-//! `bpf_link_update`, which swaps the program of an XDP link atomically: the
-//! interface runs one program or the other, never none. Only then do the
-//! pins change places (`maps`, `prog` -> `retired/`, `next/` -> in place),
-//! the entries the old dataplane created meanwhile are copied once more
-//! (its tables no longer change), and the old dataplane is unpinned.
+//! The new dataplane is loaded beside the old one and filled with what
+//! runs now, verdicts included, while the old one keeps forwarding. It is
+//! pinned under `<pin_dir>/next`, the old connection tables are copied in,
+//! and every attached interface is switched with `bpf_link_update`, which
+//! swaps the program of an XDP link atomically: the interface runs one
+//! program or the other, never none. The old program then runs nowhere, so
+//! the entries it created meanwhile are copied too; the pins change places
+//! (`maps`, `prog` -> `retired/`, `next/` -> in place), the file's changes
+//! are applied to the new dataplane as an ordinary update, and the old one
+//! is unpinned.
 //!
-//! Until the pins change places, a failure takes everything back: links
-//! point at the old program again, new attachments go, the staged dataplane
-//! is unpinned. The old one was never written to.
+//! Until then, a failure takes everything back: links point at the old
+//! program again, new attachments go, the pins return, the staged
+//! dataplane is unpinned. The old one was never written to.
 //!
 //! An `xdp_mode` change cannot be a link update (a link keeps its mode), so
 //! those interfaces are detached and attached again: packets arriving in
@@ -271,20 +272,20 @@ pub enum Step {
     /// What runs now (or the file, see [`Replacement::plan`]) is written
     /// into it.
     Written,
-    /// The old connection tables are copied in.
-    Carried,
     /// It is pinned under `next/`.
     Staged,
+    /// The old connection tables are copied in.
+    Carried,
     /// One interface runs the new program (after each).
     Switched,
     /// New interfaces are attached (after each).
     Attached,
     /// Interfaces no longer in the file are detached (after each).
     Detached,
-    /// The pins changed places.
-    Swapped,
     /// The connections the old dataplane made meanwhile are copied in.
     CarriedLate,
+    /// The pins changed places.
+    Swapped,
     /// The file's changes are applied to the new dataplane.
     Updated,
     /// Health-check marks are applied: the last step that can be undone.
@@ -295,13 +296,13 @@ impl Step {
     pub const ALL: [Step; 11] = [
         Step::Loaded,
         Step::Written,
-        Step::Carried,
         Step::Staged,
+        Step::Carried,
         Step::Switched,
         Step::Attached,
         Step::Detached,
-        Step::Swapped,
         Step::CarriedLate,
+        Step::Swapped,
         Step::Updated,
         Step::Marked,
     ];
@@ -321,7 +322,7 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
     let staged = next(&p.pins);
     // Nothing the running dataplane uses changes until the new one is
     // staged: a failure up to there only drops the new one.
-    let (dp, mut store, new_tables, index, before) = (|| {
+    let (dp, mut store) = (|| {
         clear_stale(&p.pins)?;
         let options = live::load_options(&p.cfg.settings);
         let dp = Dataplane::load(&options).context("loading the new dataplane")?;
@@ -332,34 +333,37 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
                 .with_context(|| format!("map write {} of {}", n + 1, p.plan.writes.len()))?;
         }
         after(Step::Written)?;
-        let index = index_of(&store)?;
-        let new_tables = tables_of(&dp)?;
-        // while the old dataplane still forwards
-        let before = carry(&p.pins, &new_tables, &index)?;
-        after(Step::Carried)?;
         live::pin(&staged, &dp).context("pinning the new dataplane")?;
-        anyhow::Ok((dp, store, new_tables, index, before))
+        anyhow::Ok((dp, store))
     })()
     .map_err(|e| e.context("replacing the dataplane failed; the running one was not touched"))?;
 
     let mut undo = vec![Undo::UnpinNext];
-    let mut later = Carried::default();
-    let switched = after(Step::Staged)
-        .and_then(|()| switch(&p, r, &dp, &mut undo, after))
-        .and_then(|()| {
-            // the old program runs nowhere now: its tables are final
-            later = carry(&retired(&p.pins), &new_tables, &index)?;
-            after(Step::CarriedLate)?;
-            for (n, w) in then.iter().enumerate() {
-                w.run(&mut store).with_context(|| {
-                    format!("map write {} of {}", now.len() + n + 1, p.plan.writes.len())
-                })?;
-            }
-            after(Step::Updated)?;
-            apply_marks(&p.pins, &p.cfg, &p.plan, &p.live_marks, &mut undo)?;
-            after(Step::Marked)
-        });
-    if let Err(e) = switched {
+    let (mut before, mut later) = (Carried::default(), Carried::default());
+    let done = after(Step::Staged).and_then(|()| {
+        let index = index_of(&store)?;
+        let new_tables = tables_of(&dp)?;
+        // while the old dataplane still forwards: as close to the switch
+        // as possible, so few connections start in between
+        before = carry(&p.pins, &new_tables, &index)?;
+        after(Step::Carried)?;
+        switch(&p, r, &dp, &mut undo, after)?;
+        // the old program runs nowhere now: its tables are final
+        later = carry(&p.pins, &new_tables, &index)?;
+        after(Step::CarriedLate)?;
+        swap(&p.pins)?;
+        undo.push(Undo::SwapBack);
+        after(Step::Swapped)?;
+        for (n, w) in then.iter().enumerate() {
+            w.run(&mut store).with_context(|| {
+                format!("map write {} of {}", now.len() + n + 1, p.plan.writes.len())
+            })?;
+        }
+        after(Step::Updated)?;
+        apply_marks(&p.pins, &p.cfg, &p.plan, &p.live_marks, &mut undo)?;
+        after(Step::Marked)
+    });
+    if let Err(e) = done {
         return Err(take_all_back(&p.pins, &mut store, undo, e));
     }
     let after = later;
@@ -384,8 +388,8 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
     })
 }
 
-/// Every interface to the new program, removed interfaces detached, the
-/// pins swapped; each step recorded in `undo`.
+/// Every interface to the new program, removed interfaces detached; each
+/// step recorded in `undo`.
 fn switch(
     p: &Prepared,
     r: &Replacement,
@@ -432,7 +436,5 @@ fn switch(
         }
         after(Step::Detached)?;
     }
-    swap(pins)?;
-    undo.push(Undo::SwapBack);
-    after(Step::Swapped)
+    Ok(())
 }
