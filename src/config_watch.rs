@@ -97,8 +97,17 @@ impl ConfigWatch {
     /// Watches what `path` depends on; `poke` runs (on the watcher's
     /// thread) for every event in a watched directory.
     pub fn new(path: &Path, poke: impl Fn() + Send + 'static) -> Result<ConfigWatch> {
+        // In the directory above the file's, only its own directory matters
+        // (it may be /tmp or /etc, where much else happens).
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let own = abs.parent().map(Path::to_path_buf);
+        let above = own.as_deref().and_then(Path::parent).map(Path::to_path_buf);
+        let relevant = move |p: &PathBuf| {
+            p.parent() != above.as_deref()
+                || own.as_deref().and_then(Path::file_name) == p.file_name()
+        };
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok_and(|ev| !ev.kind.is_access()) {
+            if res.is_ok_and(|ev| !ev.kind.is_access() && ev.paths.iter().any(&relevant)) {
                 poke();
             }
         })

@@ -304,31 +304,31 @@ impl Daemon {
         loop {
             let wait = next_check.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Wake::FileEvent) => {
-                    // editors write in bursts: wait for the file to settle
-                    std::thread::sleep(DEBOUNCE);
-                    let mut stop = false;
-                    let mut hangup = false;
-                    while let Ok(w) = rx.try_recv() {
-                        stop |= matches!(w, Wake::Stop);
-                        hangup |= matches!(w, Wake::Hangup);
+                Ok(first) => {
+                    if matches!(first, Wake::FileEvent) {
+                        // editors write in bursts: wait for the file to settle
+                        std::thread::sleep(DEBOUNCE);
                     }
-                    if stop {
+                    // everything that arrived meanwhile is done once, in order
+                    let mut woke = vec![first];
+                    woke.extend(rx.try_iter());
+                    let has = |f: fn(&Wake) -> bool| woke.iter().any(f);
+                    if has(|w| matches!(w, Wake::Stop)) {
                         return;
                     }
-                    self.watch.rearm();
-                    if hangup {
+                    if has(|w| matches!(w, Wake::FileEvent)) {
+                        self.watch.rearm();
+                    }
+                    if has(|w| matches!(w, Wake::Hangup)) {
                         self.reload("SIGHUP");
-                    } else if self.watch.changed() {
+                    } else if has(|w| matches!(w, Wake::FileEvent)) && self.watch.changed() {
                         self.reload("file changed");
                     }
+                    if has(|w| matches!(w, Wake::Health)) {
+                        self.apply_health();
+                    }
                 }
-                Ok(Wake::Hangup) => self.reload("SIGHUP"),
-                Ok(Wake::Health) => {
-                    while let Ok(Wake::Health) = rx.try_recv() {}
-                    self.apply_health();
-                }
-                Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     if self.health.is_some() {
                         let _ = self.effective();
