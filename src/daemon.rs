@@ -31,6 +31,8 @@ use crate::sdnotify::{monotonic_usec, notify};
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How often the maps are compared with what this daemon applied.
 const DRIFT_CHECK: Duration = Duration::from_secs(2);
+/// How often `gateway_mac = "auto"` is looked up again.
+const GATEWAY_CHECK: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub config: PathBuf,
@@ -173,16 +175,17 @@ impl Daemon {
         }
     }
 
-    /// Applies the effective configuration after a health change.
-    fn apply_health(&mut self) {
+    /// Applies the effective configuration again: after a health change,
+    /// or when `gateway_mac = "auto"` resolves to another MAC.
+    fn apply_current(&mut self, why: &str) {
         let cfg = self.effective();
         match reconcile(cfg, Verdicts::Given) {
             Ok(outcome) => {
-                log::info!("health change: {}", outcome.plan.summary());
+                log::info!("{why}: {}", outcome.plan.summary());
                 self.applied = outcome.state;
                 self.status.external_change = None;
             }
-            Err(e) => log::error!("applying a health change failed: {e:#}"),
+            Err(e) => log::error!("applying a {why} failed: {e:#}"),
         }
         self.save_status();
     }
@@ -299,10 +302,49 @@ impl Daemon {
         }
     }
 
+    /// Follows `gateway_mac = "auto"`: when the default gateway's MAC in
+    /// the neighbour table is not the one applied (the router changed, or
+    /// the default route moved), applies again with the new one.
+    fn follow_gateway(&mut self) {
+        if self.config.settings.gateway != crate::config::Gateway::Auto {
+            return;
+        }
+        let now = match crate::gateway::current() {
+            Ok(Some(mac)) => mac,
+            // not resolved right now (or no route): keep what runs
+            Ok(None) | Err(_) => return,
+        };
+        let old = self.applied.globals.gateway_mac;
+        if now == old {
+            return;
+        }
+        log::warn!("gateway MAC changed from {old} to {now}: applying");
+        self.apply_current("gateway change");
+    }
+
+    /// What runs on the clock: drift and dataplane checks, a look at the
+    /// file in case an event was missed, health in the status file.
+    fn periodic(&mut self) {
+        if self.health.is_some() {
+            let _ = self.effective();
+            self.save_status();
+        }
+        self.check_drift();
+        // a missed event (a watch lost while its directory was replaced)
+        // is caught here
+        self.watch.rearm();
+        if self.watch.changed() {
+            self.reload("file changed");
+        }
+    }
+
     fn serve(&mut self, rx: &Receiver<Wake>) {
         let mut next_check = Instant::now() + DRIFT_CHECK;
+        let mut next_gateway = Instant::now() + GATEWAY_CHECK;
         loop {
-            let wait = next_check.saturating_duration_since(Instant::now());
+            let wait = next_check
+                .min(next_gateway)
+                .saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(first) => {
                     if matches!(first, Wake::FileEvent) {
@@ -325,24 +367,21 @@ impl Daemon {
                         self.reload("file changed");
                     }
                     if has(|w| matches!(w, Wake::Health)) {
-                        self.apply_health();
+                        self.apply_current("health change");
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.health.is_some() {
-                        let _ = self.effective();
-                        self.save_status();
-                    }
-                    self.check_drift();
-                    // a missed event (a watch lost while its directory
-                    // was replaced) is caught here
-                    self.watch.rearm();
-                    if self.watch.changed() {
-                        self.reload("file changed");
-                    }
-                    next_check = Instant::now() + DRIFT_CHECK;
-                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // on the clock, however busy the events keep the loop
+            let now = Instant::now();
+            if now >= next_gateway {
+                self.follow_gateway();
+                next_gateway = now + GATEWAY_CHECK;
+            }
+            if now >= next_check {
+                self.periodic();
+                next_check = Instant::now() + DRIFT_CHECK;
             }
         }
     }

@@ -1,80 +1,45 @@
 //! `gateway_mac = "auto"`: the MAC of the default route's next hop, asked
-//! of the kernel (through iproute2) at apply time.
+//! of the kernel over rtnetlink ([`crate::netlink`]) at apply time, and
+//! again every second by the daemon, which follows a router that changed
+//! its MAC or a new default route without a reload.
 
-use std::net::{IpAddr, UdpSocket};
-use std::process::Command;
+use std::net::UdpSocket;
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{bail, Result};
 
 use crate::model::MacAddr;
+use crate::netlink;
 
-fn ip_json(args: &[&str]) -> Result<Value> {
-    let out = Command::new("ip")
-        .args(["-j"])
-        .args(args)
-        .output()
-        .context("running `ip` (iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("parsing `ip -j {}`", args.join(" ")))
+/// The default gateway's MAC if the neighbour table has it now; `Ok(None)`
+/// when there is a gateway not resolved yet.
+pub fn current() -> Result<Option<MacAddr>> {
+    let Some((gw, ifindex)) = netlink::default_gateway()? else {
+        bail!("no default route to take the gateway MAC from; set gateway_mac in the file");
+    };
+    netlink::neighbour(gw, ifindex)
 }
 
-fn neighbour(gw: &str, dev: &str) -> Result<Option<MacAddr>> {
-    let v = ip_json(&["neigh", "show", "to", gw, "dev", dev])?;
-    let mac = v
-        .as_array()
-        .and_then(|a| a.iter().find_map(|n| n.get("lladdr")?.as_str()))
-        .map(|s| s.parse::<MacAddr>());
-    match mac {
-        Some(Ok(m)) => Ok(Some(m)),
-        Some(Err(e)) => bail!("neighbour {gw} on {dev}: {e}"),
-        None => Ok(None),
-    }
-}
-
-/// The default route's gateway MAC (IPv4 default route first, then IPv6).
+/// The default route's gateway MAC (IPv4 default route first, then IPv6),
+/// making the kernel resolve it when the neighbour table has no entry yet.
 pub fn resolve() -> Result<MacAddr> {
-    for family in ["-4", "-6"] {
-        let routes = ip_json(&[family, "route", "show", "default"])?;
-        let Some(route) = routes.as_array().and_then(|a| a.first()) else {
-            continue;
-        };
-        let (Some(gw), Some(dev)) = (route["gateway"].as_str(), route["dev"].as_str()) else {
-            continue;
-        };
-        if let Some(mac) = neighbour(gw, dev)? {
+    let Some((gw, ifindex)) = netlink::default_gateway()? else {
+        bail!("no default route to take the gateway MAC from; set gateway_mac in the file");
+    };
+    if let Some(mac) = netlink::neighbour(gw, ifindex)? {
+        return Ok(mac);
+    }
+    // Not resolved yet: a datagram to the discard port makes the kernel ask.
+    let bind = if gw.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    if let Ok(sock) = UdpSocket::bind(bind) {
+        let _ = sock.send_to(b"", (gw, 9));
+    }
+    for _ in 0..20 {
+        sleep(Duration::from_millis(50));
+        if let Some(mac) = netlink::neighbour(gw, ifindex)? {
             return Ok(mac);
         }
-        // Not resolved yet: a datagram to the discard port makes the kernel ask.
-        let addr: IpAddr = gw
-            .parse()
-            .with_context(|| format!("gateway address {gw}"))?;
-        let bind = if addr.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        };
-        if let Ok(sock) = UdpSocket::bind(bind) {
-            let _ = sock.send_to(b"", (addr, 9));
-        }
-        for _ in 0..20 {
-            sleep(Duration::from_millis(50));
-            if let Some(mac) = neighbour(gw, dev)? {
-                return Ok(mac);
-            }
-        }
-        bail!(
-            "the default gateway {gw} on {dev} did not answer ARP/ND; set gateway_mac in the file"
-        );
     }
-    bail!("no default route to take the gateway MAC from; set gateway_mac in the file")
+    bail!("the default gateway {gw} did not answer ARP/ND; set gateway_mac in the file")
 }

@@ -26,6 +26,7 @@ pub mod markfwd;
 pub mod metrics;
 pub mod metrics_server;
 pub mod model;
+pub mod netlink;
 pub mod plan;
 pub mod real;
 pub mod reconcile;

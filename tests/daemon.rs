@@ -875,3 +875,70 @@ fn daemon_owns_its_pin_directory() {
     );
     http_ok(&tb, 22000, 20);
 }
+
+/// 9. `gateway_mac = "auto"` follows the router: its MAC changes and the
+///    balancer's neighbour table learns the new one (here from a datagram
+///    the balancer's own stack sends, as any traffic would); the daemon applies
+///    it without a reload and says so, and requests keep being answered.
+#[test]
+fn daemon_follows_the_gateway_mac() {
+    let _serial = serial();
+    if !can_run("gateway following") {
+        return;
+    }
+    let mut tb = testbed(2);
+    let d = &mut Daemon::new(&tb).expect("daemon");
+    let r = real_addrs(&tb);
+    let file = d
+        .file(&[vip_table("10.200.0.10:80", "tcp", &weighted(&r, &[1, 1]))])
+        .replace(
+            &format!("gateway_mac = \"{}\"", tb.gateway_mac),
+            "gateway_mac = \"auto\"",
+        );
+    assert!(file.contains("gateway_mac = \"auto\""), "{file}");
+    d.write_in_place(&file).expect("write");
+    d.start().expect("start");
+    let old = tb.gateway_mac;
+    assert_eq!(d.live().unwrap().unwrap().globals.gateway_mac, old);
+    serve_names(&mut tb, 80).expect("servers");
+    http_ok(&tb, 20000, 20);
+
+    let new: katran::model::MacAddr = "02:aa:bb:cc:dd:01".parse().expect("mac");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    run(&[
+        "ip",
+        "-n",
+        &tb.router,
+        "link",
+        "set",
+        "dev",
+        "lb",
+        "address",
+        &new.to_string(),
+    ]);
+    // the balancer's kernel learns it as it would from any traffic: a
+    // datagram from its own stack makes it ask
+    run(&["ip", "-n", &tb.lb.ns, "neigh", "flush", "dev", "eth0"]);
+    testbed::netns::within(&tb.lb.ns, || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        sock.send_to(b"", "10.99.0.1:9")?;
+        Ok(())
+    })
+    .expect("a datagram to the router");
+    let took = d
+        .wait_live(WAIT, |s| s.globals.gateway_mac == new)
+        .expect("the new gateway MAC applied");
+    println!("  gateway MAC {old} -> {new}: live {took:?} after the neighbour table had it");
+    let log = d.log();
+    assert!(
+        log.contains(&format!("gateway MAC changed from {old} to {new}")),
+        "{log}"
+    );
+    http_ok(&tb, 21000, 20);
+}
