@@ -142,6 +142,20 @@ pub enum Command {
         #[command(subcommand)]
         action: RealAction,
     },
+    /// Take this balancer out of the fleet: withdraw every announcement
+    /// ([announce]), keep forwarding, and wait until no packet reaches a
+    /// VIP for 3 s (exit 0) or the timeout passes (exit 1). The node stays
+    /// drained, across daemon restarts, until --undo.
+    Drain {
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Seconds to wait for the traffic to stop.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// End the drain: announce again.
+        #[arg(long)]
+        undo: bool,
+    },
     /// Detach from every interface and remove everything pinned. Refuses
     /// (removing nothing) a directory not on bpffs or holding entries katran
     /// did not pin.
@@ -321,6 +335,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => explain_cmd(&src, &vip, &config, live.then_some(pin_dir.as_path()), json),
         Command::Real { action } => real_cmd(action),
+        Command::Drain {
+            config,
+            timeout,
+            undo,
+        } => {
+            let Some(cfg) = load(&config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            caps::require("katran drain", caps::DATAPLANE)?;
+            if undo {
+                crate::drain::undo(&cfg)
+            } else {
+                crate::drain::drain(&cfg, std::time::Duration::from_secs(timeout))
+            }
+        }
         Command::Down { pin_dir, force } => {
             caps::require("katran down", caps::DATAPLANE)?;
             if let Some(daemon) = crate::daemon_lock::holder(&pin_dir)? {

@@ -265,10 +265,17 @@ impl Daemon {
                 .map(|e| e.message.clone())
         {
             match &missing {
-                Some(what) => log::error!(
-                    "the dataplane is not in place: {what}; traffic is not balanced until the \
-                     next reload (SIGHUP or a file change) restores it"
-                ),
+                Some(what) => {
+                    log::error!(
+                        "the dataplane is not in place: {what}; traffic is not balanced until \
+                         the next reload (SIGHUP or a file change) restores it"
+                    );
+                    match live::withdraw_all() {
+                        Ok(0) => {}
+                        Ok(n) => log::warn!("withdrew {n} announcement(s) meanwhile"),
+                        Err(e) => log::error!("withdrawing the announcements: {e:#}"),
+                    }
+                }
                 None => log::info!("the dataplane is in place again"),
             }
             self.status.dataplane_missing = missing.map(Event::now);
@@ -448,7 +455,14 @@ pub fn run(opts: Options) -> Result<()> {
     }
     if daemon.opts.down_on_exit {
         live::down(&Pins::new(&pins))?;
-        log::info!("detached and unpinned everything");
+        log::info!("withdrew every announcement, detached and unpinned everything");
+    } else if daemon.config.announce.is_some_and(|a| a.withdraw_on_exit) {
+        let n = live::withdraw_all()?;
+        log::info!(
+            "withdrew {n} announcement(s) (withdraw_on_exit); the dataplane keeps forwarding \
+             what still arrives (pinned at {})",
+            pins.display()
+        );
     } else {
         log::info!(
             "exiting; the dataplane keeps forwarding (pinned at {})",

@@ -60,7 +60,7 @@ fn lock_path(pin_dir: &Path) -> PathBuf {
 
 /// `/run/katran`, created 0755 if absent; refused when another user owns it
 /// or others may write to it (they could swap the lock away).
-fn run_dir() -> Result<&'static Path> {
+pub fn ensure_run_dir() -> Result<&'static Path> {
     let dir = Path::new(RUN_DIR);
     match fs::DirBuilder::new().mode(0o755).create(dir) {
         Ok(()) => {}
@@ -120,7 +120,7 @@ fn describe(file: &mut File) -> String {
 /// Takes the lock for `pin_dir` for this process's life, or fails naming
 /// the daemon that holds it.
 pub fn acquire(pin_dir: &Path, config: &Path) -> Result<DaemonLock> {
-    run_dir()?;
+    ensure_run_dir()?;
     let path = lock_path(pin_dir);
     let mut file = open(&path)?;
     if !try_lock(&file)? {

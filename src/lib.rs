@@ -3,6 +3,7 @@
 //! Data flows one way: file → `config` → `model::State` → `apply` → maps.
 //! Everything above `bpf` is plain Rust, testable without privileges.
 
+pub mod announce;
 pub mod apply;
 pub mod atomic_file;
 pub mod bpf;
@@ -13,6 +14,7 @@ pub mod config_watch;
 pub mod daemon;
 pub mod daemon_lock;
 pub mod daemon_status;
+pub mod drain;
 pub mod explain;
 pub mod filediff;
 pub mod flock_wait;

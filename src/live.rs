@@ -173,8 +173,20 @@ pub fn detach(pins: &Pins, iface: &str) -> Result<()> {
     attach::detach_pinned(&pins.link(iface))
 }
 
-/// Detaches every interface and removes every pin.
+/// Withdraws every announcement route (see [`crate::announce`]): a node
+/// that stops forwarding must not keep attracting traffic.
+pub fn withdraw_all() -> Result<usize> {
+    let routes = crate::netlink::katran_routes()?;
+    for &(table, addr) in &routes {
+        crate::netlink::remove_route(table, addr)?;
+    }
+    Ok(routes.len())
+}
+
+/// Withdraws every announcement, detaches every interface and removes
+/// every pin.
 pub fn down(pins: &Pins) -> Result<()> {
+    withdraw_all()?;
     // the tc filter first: removing its pins alone would leave it running
     crate::markfwd::down(&pins.dir)?;
     for iface in pins.attached() {

@@ -86,6 +86,20 @@ pub fn render(s: &Snapshot, build: &str) -> Result<String> {
     }
     reg.register("real_packets", "Packets forwarded per real", real_p);
     reg.register("real_bytes", "IP bytes forwarded per real", real_b);
+    let announced: Family<Labels, Gauge> = Family::default();
+    for (table, addr) in crate::netlink::katran_routes().unwrap_or_default() {
+        announced
+            .get_or_create(&vec![
+                ("address".to_string(), addr.to_string()),
+                ("table".to_string(), table.to_string()),
+            ])
+            .set(1);
+    }
+    reg.register(
+        "announced",
+        "VIP addresses announced to the routers ([announce]), by routing table",
+        announced,
+    );
     let mut out = String::new();
     encode(&mut out, &reg).context("encoding metrics")?;
     Ok(out)

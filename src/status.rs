@@ -91,6 +91,8 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
             (i, m)
         })
         .collect();
+    let routes = crate::netlink::katran_routes().unwrap_or_default();
+    let drained = crate::announce::draining(pin_dir);
     if json_out {
         let v = json!({
             "pin_dir": pin_dir,
@@ -101,6 +103,9 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
             "attached": modes.iter().map(|(i, m)| json!({"interface": i, "mode": m})).collect::<Vec<_>>(),
             "live": state.as_ref().map(state_json),
             "daemon": daemon,
+            "announced": routes.iter().map(|(t, a)| json!({"address": a, "table": t})).collect::<Vec<_>>(),
+            "not_announced": state.as_ref().map(|s| crate::announce::not_serving(s).into_iter().map(|(a, why)| json!({"address": a, "why": why})).collect::<Vec<_>>()),
+            "drained": drained,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -168,6 +173,15 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
                 r.weight
             );
         }
+    }
+    if drained {
+        println!("DRAINED (katran drain): nothing is announced until `katran drain --undo`");
+    }
+    for (table, addr) in &routes {
+        println!("announced {addr} (table {table})");
+    }
+    for (addr, why) in crate::announce::not_serving(&state) {
+        println!("not announced {addr}: {why}");
     }
     match daemon {
         None => println!("daemon: not running (no {})", status_file.display()),

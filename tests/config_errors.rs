@@ -614,6 +614,7 @@ fn a_minimal_file_becomes_the_expected_state() {
             drained: Default::default(),
         },
         somarks: BTreeMap::new(),
+        announce: None,
         healthchecks: BTreeMap::new(),
     };
     assert_eq!(loaded.config, expected);

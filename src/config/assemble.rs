@@ -99,6 +99,7 @@ pub fn config(d: &Draft) -> Config {
         state,
         somarks,
         healthchecks,
+        announce: d.announce,
     }
 }
 

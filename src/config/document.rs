@@ -54,6 +54,9 @@ pub fn read(text: &str, p: &mut Problems) -> Option<Draft> {
     if let Some(e) = f.take("udp_flow_migration") {
         draft.down_reals = mappings::down_reals(&e, p);
     }
+    if let Some(e) = f.take("announce") {
+        draft.announce = super::announce::read(&e, p);
+    }
     f.finish(p);
     Some(draft)
 }

@@ -129,4 +129,5 @@ pub struct Draft {
     pub server_ids: Vec<Mapping>,
     pub marks: Vec<Mapping>,
     pub down_reals: Vec<Sp<IpAddr>>,
+    pub announce: Option<super::announce::Announce>,
 }

@@ -10,6 +10,7 @@
 //! their defaults and limits are listed in `schema` and documented in
 //! `man/katran.toml.5`.
 
+mod announce;
 mod assemble;
 mod dataplane;
 mod document;
@@ -34,6 +35,7 @@ use std::path::Path;
 
 use crate::model::State;
 
+pub use announce::Announce;
 pub use error::{ConfigErrors, Diagnostic, Severity};
 pub use file::MAX_SIZE;
 pub use settings::{Gateway, Settings, XdpMode};
@@ -52,6 +54,8 @@ pub struct Config {
     pub somarks: BTreeMap<u32, IpAddr>,
     /// Active health checks, by VIP (ports resolved).
     pub healthchecks: BTreeMap<crate::model::VipKey, crate::health::spec::HealthCheck>,
+    /// `[announce]`: VIP routes for a routing daemon; `None`: none.
+    pub announce: Option<Announce>,
 }
 
 /// A file that was accepted, and what looked wrong in it all the same.

@@ -47,6 +47,7 @@ pub static ROOT: TableDoc = TableDoc {
         key("server_id", "[[server_id]]"),
         key("healthcheck_mark", "[[healthcheck_mark]]"),
         key("udp_flow_migration", "[udp_flow_migration]"),
+        key("announce", "[announce]"),
     ],
     aliases: &[
         ("vips", "vip"),
@@ -59,6 +60,8 @@ pub static ROOT: TableDoc = TableDoc {
         ("global", "dataplane"),
         ("globals", "dataplane"),
         ("down_reals", "udp_flow_migration"),
+        ("bgp", "announce"),
+        ("announcements", "announce"),
     ],
 };
 
@@ -211,14 +214,28 @@ pub static UDP_FLOW_MIGRATION: TableDoc = TableDoc {
     aliases: &[("down", "down_reals"), ("reals", "down_reals")],
 };
 
+pub static ANNOUNCE: TableDoc = TableDoc {
+    title: "[announce]",
+    keys: &[
+        key("table", "table = 100"),
+        key("withdraw_on_exit", "withdraw_on_exit = false"),
+    ],
+    aliases: &[
+        ("route_table", "table"),
+        ("routing_table", "table"),
+        ("withdraw_on_shutdown", "withdraw_on_exit"),
+    ],
+};
+
 /// Every table, to tell a user that a misplaced key belongs elsewhere.
-pub static TABLES: [&TableDoc; 6] = [
+pub static TABLES: [&TableDoc; 7] = [
     &DATAPLANE,
     &VIP,
     &REAL,
     &SERVER_ID,
     &HEALTHCHECK_MARK,
     &UDP_FLOW_MIGRATION,
+    &ANNOUNCE,
 ];
 
 // ---- enumerations ---------------------------------------------------------

@@ -108,6 +108,17 @@ pub enum Change {
     Detach {
         interface: String,
     },
+    /// A route announcing a VIP address to the routers (`[announce]`).
+    Announce {
+        address: IpAddr,
+        table: u32,
+    },
+    /// A route withdrawn: no VIP on the address serves, the node is
+    /// drained, or announcing is off.
+    Withdraw {
+        address: IpAddr,
+        table: u32,
+    },
     /// A change the live dataplane cannot take by map updates: it needs a
     /// new dataplane loaded beside it.
     ReplaceDataplane {
@@ -243,6 +254,14 @@ mod tests {
             },
             Change::Detach {
                 interface: "eth0".into(),
+            },
+            Change::Announce {
+                address: ip,
+                table: 100,
+            },
+            Change::Withdraw {
+                address: ip,
+                table: 100,
             },
             Change::ReplaceDataplane { why: "x".into() },
         ]

@@ -50,6 +50,15 @@ impl Plan {
     }
 }
 
+/// An address as a host route.
+fn host(a: &std::net::IpAddr) -> String {
+    if a.is_ipv4() {
+        format!("{a}/32")
+    } else {
+        format!("{a}/128")
+    }
+}
+
 fn opt(a: &Option<std::net::IpAddr>) -> String {
     a.map_or_else(|| "-".into(), |a| a.to_string())
 }
@@ -128,6 +137,12 @@ impl fmt::Display for Change {
             },
             Change::Attach { interface, mode } => write!(f, "+ attach {interface} ({mode} XDP)"),
             Change::Detach { interface } => write!(f, "- detach {interface}"),
+            Change::Announce { address, table } => {
+                write!(f, "+ announce {} (table {table})", host(address))
+            }
+            Change::Withdraw { address, table } => {
+                write!(f, "- withdraw {} (table {table})", host(address))
+            }
             Change::ReplaceDataplane { why } => write!(f, "! replace dataplane: {why}"),
         }
     }

@@ -87,6 +87,7 @@ pub struct Prepared {
     store: Option<KernelStore>,
     /// The dataplane is replaced by a new one loaded beside it.
     replace: Option<replace::Replacement>,
+    routes: Routes,
     attach: Vec<(String, Attached)>,
     detach: Vec<(String, Option<Attached>)>,
     marks: MarkChanges,
@@ -344,6 +345,7 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
     };
     let mark_changes = host::marks(&live_marks.clone().unwrap_or_default(), &cfg.somarks);
     let marks = markfwd::diff(live_marks.as_ref(), &cfg.somarks);
+    let routes = plan_routes(&cfg, &pins)?;
 
     let reader: &dyn MapStore = match &store {
         Some(s) => s,
@@ -362,6 +364,7 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
     }
     changes.append(&mut plan.changes);
     changes.extend(mark_changes);
+    changes.extend(routes.changes());
     plan.changes = changes;
     Ok(Prepared {
         cfg,
@@ -374,7 +377,58 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
         marks,
         live_marks,
         replace,
+        routes,
     })
+}
+
+/// Announcement routes to add and remove (see [`crate::announce`]).
+#[derive(Default)]
+pub struct Routes {
+    pub add: Vec<(u32, IpAddr)>,
+    pub remove: Vec<(u32, IpAddr)>,
+}
+
+impl Routes {
+    fn changes(&self) -> Vec<Change> {
+        let withdraw = self
+            .remove
+            .iter()
+            .map(|&(table, address)| Change::Withdraw { address, table });
+        let announce = self
+            .add
+            .iter()
+            .map(|&(table, address)| Change::Announce { address, table });
+        withdraw.chain(announce).collect()
+    }
+}
+
+fn plan_routes(cfg: &Config, pins: &Pins) -> Result<Routes> {
+    let want = crate::announce::wanted(
+        cfg.announce.map(|a| a.table),
+        crate::announce::draining(&pins.dir),
+        &cfg.state,
+    );
+    let live = crate::netlink::katran_routes().context("reading the announcement routes")?;
+    let (add, remove) = crate::announce::diff(&live, &want);
+    Ok(Routes { add, remove })
+}
+
+/// Withdraws what the plan withdraws (before packets change).
+fn withdraw(routes: &Routes, undo: &mut Vec<Undo>) -> Result<()> {
+    for &(table, addr) in &routes.remove {
+        crate::netlink::remove_route(table, addr)?;
+        undo.push(Undo::Reannounce(table, addr));
+    }
+    Ok(())
+}
+
+/// Announces what the plan announces (once packets are forwarded).
+fn announce(routes: &Routes, undo: &mut Vec<Undo>) -> Result<()> {
+    for &(table, addr) in &routes.add {
+        crate::netlink::add_route(table, addr)?;
+        undo.push(Undo::Unannounce(table, addr));
+    }
+    Ok(())
 }
 
 /// Something visible that commit did, and how to take it back.
@@ -390,6 +444,10 @@ enum Undo {
     LinkBack(String),
     /// Replacement: put the old dataplane's pins back in place.
     SwapBack,
+    /// Remove an announcement route that was added.
+    Unannounce(u32, IpAddr),
+    /// Add back an announcement route that was removed.
+    Reannounce(u32, IpAddr),
 }
 
 /// Commit: executes the prepared plan, or — on a kernel failure — undoes
@@ -416,6 +474,7 @@ pub fn commit(p: Prepared) -> Result<Outcome> {
         &p.attach,
         &p.detach,
         &p.live_marks,
+        &p.routes,
         &mut store,
         &mut undo,
     );
@@ -470,9 +529,12 @@ fn run(
     attach: &[(String, Attached)],
     detach: &[(String, Option<Attached>)],
     live_marks: &Option<BTreeMap<u32, IpAddr>>,
+    routes: &Routes,
     store: &mut KernelStore,
     undo: &mut Vec<Undo>,
 ) -> Result<Option<ApplyReport>> {
+    // routers stop sending before packets change
+    withdraw(routes, undo)?;
     let old_gen = store.active_gen()?;
     let (flip, body) = match plan.writes.split_last() {
         Some((f @ Write::Flip { .. }, body)) => (Some(f), body),
@@ -518,6 +580,8 @@ fn run(
             undo.push(Undo::Reattach(iface.clone(), *how));
         }
     }
+    // routers send once packets are forwarded
+    announce(routes, undo)?;
     apply_marks(pins, cfg, plan, live_marks, undo)?;
     Ok(report)
 }
@@ -571,6 +635,8 @@ fn take_back(pins: &Pins, store: &mut KernelStore, u: Undo) -> Result<()> {
         Undo::UnpinNext => replace::unpin_next(pins),
         Undo::LinkBack(iface) => replace::link_back(pins, &iface),
         Undo::SwapBack => replace::swap_back(pins),
+        Undo::Unannounce(table, addr) => crate::netlink::remove_route(table, addr),
+        Undo::Reannounce(table, addr) => crate::netlink::add_route(table, addr),
         Undo::Marks(old) => match old {
             Some(old) if !old.is_empty() => markfwd::sync(&pins.dir, &old).map(drop),
             _ => markfwd::down(&pins.dir).map(drop),

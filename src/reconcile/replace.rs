@@ -360,6 +360,8 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
             })?;
         }
         after(Step::Updated)?;
+        super::withdraw(&p.routes, &mut undo)?;
+        super::announce(&p.routes, &mut undo)?;
         apply_marks(&p.pins, &p.cfg, &p.plan, &p.live_marks, &mut undo)?;
         after(Step::Marked)
     });
