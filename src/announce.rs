@@ -15,28 +15,31 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::model::State;
+use crate::model::{State, VipKey};
 
-/// Addresses with a VIP that has a real taking traffic.
-pub fn serving(state: &State) -> BTreeSet<IpAddr> {
+/// Addresses with a VIP that has a real taking traffic and is not among
+/// the `failing` ones (every real fails its check: still forwarded, not
+/// announced).
+pub fn serving(state: &State, failing: &BTreeSet<VipKey>) -> BTreeSet<IpAddr> {
     state
         .vips
         .iter()
+        .filter(|v| !failing.contains(&v.key))
         .filter(|v| v.reals.iter().any(|r| state.ring_weight(&v.key, r) > 0))
         .map(|v| v.key.addr)
         .collect()
 }
 
 /// Addresses of a VIP that none of the address's VIPs serves, with why.
-pub fn not_serving(state: &State) -> Vec<(IpAddr, &'static str)> {
-    let serving = serving(state);
+pub fn not_serving(state: &State, failing: &BTreeSet<VipKey>) -> Vec<(IpAddr, &'static str)> {
+    let serving = serving(state, failing);
     let mut out: Vec<(IpAddr, &'static str)> = Vec::new();
     for v in &state.vips {
         let addr = v.key.addr;
         if serving.contains(&addr) || out.iter().any(|(a, _)| *a == addr) {
             continue;
         }
-        let why = if v.reals.iter().any(|r| r.weight > 0) {
+        let why = if failing.contains(&v.key) || v.reals.iter().any(|r| r.weight > 0) {
             "every real fails its health check"
         } else {
             "every real has weight 0"
@@ -47,9 +50,17 @@ pub fn not_serving(state: &State) -> Vec<(IpAddr, &'static str)> {
 }
 
 /// The routes wanted: (table, address).
-pub fn wanted(table: Option<u32>, draining: bool, state: &State) -> BTreeSet<(u32, IpAddr)> {
+pub fn wanted(
+    table: Option<u32>,
+    draining: bool,
+    state: &State,
+    failing: &BTreeSet<VipKey>,
+) -> BTreeSet<Route> {
     match table {
-        Some(t) if !draining => serving(state).into_iter().map(|a| (t, a)).collect(),
+        Some(t) if !draining => serving(state, failing)
+            .into_iter()
+            .map(|a| (t, a))
+            .collect(),
         _ => BTreeSet::new(),
     }
 }
@@ -119,23 +130,27 @@ mod tests {
             ..State::default()
         };
         let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        let none = BTreeSet::new();
         assert_eq!(
-            serving(&s),
+            serving(&s, &none),
             [a("10.0.0.1"), a("10.0.0.3")].into_iter().collect()
         );
-        // 10.0.0.3's only real fails its check
+        // 10.0.0.3's only real fails its check (the daemon keeps it
+        // forwarding but names it failing)
+        let failing: BTreeSet<VipKey> = [s.vips[3].key].into();
+        assert_eq!(serving(&s, &failing), [a("10.0.0.1")].into_iter().collect());
         s.drained.insert((s.vips[3].key, a("10.1.0.1")));
-        assert_eq!(serving(&s), [a("10.0.0.1")].into_iter().collect());
+        assert_eq!(serving(&s, &none), [a("10.0.0.1")].into_iter().collect());
         assert_eq!(
-            not_serving(&s),
+            not_serving(&s, &none),
             vec![
                 (a("10.0.0.2"), "every real has weight 0"),
                 (a("10.0.0.3"), "every real fails its health check")
             ]
         );
-        assert_eq!(wanted(Some(100), false, &s).len(), 1);
-        assert!(wanted(Some(100), true, &s).is_empty(), "drained");
-        assert!(wanted(None, false, &s).is_empty(), "no [announce]");
+        assert_eq!(wanted(Some(100), false, &s, &none).len(), 1);
+        assert!(wanted(Some(100), true, &s, &none).is_empty(), "drained");
+        assert!(wanted(None, false, &s, &none).is_empty(), "no [announce]");
     }
 
     #[test]

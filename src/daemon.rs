@@ -165,12 +165,14 @@ impl Daemon {
             }
         }
         self.status.all_reals_down = all_down.iter().map(|v| v.to_string()).collect();
+        let failing = all_down.iter().copied().collect();
         self.status.health = table
             .into_iter()
             .map(|((vip, real), h)| (vip.to_string(), real.to_string(), h))
             .collect();
         Config {
             state,
+            failing,
             ..self.config.clone()
         }
     }

@@ -104,7 +104,7 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
             "live": state.as_ref().map(state_json),
             "daemon": daemon,
             "announced": routes.iter().map(|(t, a)| json!({"address": a, "table": t})).collect::<Vec<_>>(),
-            "not_announced": state.as_ref().map(|s| crate::announce::not_serving(s).into_iter().map(|(a, why)| json!({"address": a, "why": why})).collect::<Vec<_>>()),
+            "not_announced": state.as_ref().map(|s| crate::announce::not_serving(s, &Default::default()).into_iter().map(|(a, why)| json!({"address": a, "why": why})).collect::<Vec<_>>()),
             "drained": drained,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -180,7 +180,7 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
     for (table, addr) in &routes {
         println!("announced {addr} (table {table})");
     }
-    for (addr, why) in crate::announce::not_serving(&state) {
+    for (addr, why) in crate::announce::not_serving(&state, &Default::default()) {
         println!("not announced {addr}: {why}");
     }
     match daemon {

@@ -615,6 +615,7 @@ fn a_minimal_file_becomes_the_expected_state() {
         },
         somarks: BTreeMap::new(),
         announce: None,
+        failing: Default::default(),
         healthchecks: BTreeMap::new(),
     };
     assert_eq!(loaded.config, expected);

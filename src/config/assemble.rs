@@ -100,6 +100,7 @@ pub fn config(d: &Draft) -> Config {
         somarks,
         healthchecks,
         announce: d.announce,
+        failing: Default::default(),
     }
 }
 

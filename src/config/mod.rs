@@ -29,7 +29,7 @@ mod validate;
 mod values;
 mod vips;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -56,6 +56,10 @@ pub struct Config {
     pub healthchecks: BTreeMap<crate::model::VipKey, crate::health::spec::HealthCheck>,
     /// `[announce]`: VIP routes for a routing daemon; `None`: none.
     pub announce: Option<Announce>,
+    /// Not from the file: VIPs whose every serving real fails its health
+    /// check, as the daemon found them. They keep forwarding (better than
+    /// dropping everything) but are not announced.
+    pub failing: BTreeSet<crate::model::VipKey>,
 }
 
 /// A file that was accepted, and what looked wrong in it all the same.

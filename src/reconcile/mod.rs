@@ -407,6 +407,7 @@ fn plan_routes(cfg: &Config, pins: &Pins) -> Result<Routes> {
         cfg.announce.map(|a| a.table),
         crate::announce::draining(&pins.dir),
         &cfg.state,
+        &cfg.failing,
     );
     let live = crate::netlink::katran_routes().context("reading the announcement routes")?;
     let (add, remove) = crate::announce::diff(&live, &want);

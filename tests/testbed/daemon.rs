@@ -735,7 +735,7 @@ impl UdpStream {
 
 /// `ECHO_SERVER NAME PORT`: a TCP server answering each line with
 /// `NAME LINE`; prints `ready` once listening (IPv4 and IPv6).
-const ECHO_SERVER: &str = r#"
+pub const ECHO_SERVER: &str = r#"
 import socket, socketserver, sys
 name, port = sys.argv[1], int(sys.argv[2])
 class Handler(socketserver.StreamRequestHandler):

@@ -11,7 +11,7 @@ use super::Testbed;
 
 /// `python3 -c SERVER NAME PORT`: serves `NAME` on every address (IPv4 and
 /// IPv6), prints `ready` once listening.
-const SERVER: &str = r#"
+pub const SERVER: &str = r#"
 import http.server, socket, socketserver, sys
 name, port = sys.argv[1].encode(), int(sys.argv[2])
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -39,7 +39,7 @@ server.serve_forever()
 /// `python3 -c CLIENT SRC DST PORT FIRST_SPORT COUNT`: COUNT GETs to
 /// DST:PORT, the i-th from source port FIRST_SPORT+i, 64 at a time; prints
 /// one line per request: `ok NAME` or `err REASON`.
-const CLIENT: &str = r#"
+pub const CLIENT: &str = r#"
 import socket, sys
 from concurrent.futures import ThreadPoolExecutor
 src, dst, port, first, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
