@@ -112,7 +112,17 @@ impl Daemon {
         self.status.external_change = None;
         self.status.dataplane_missing = None;
         self.status.failures = 0;
-        self.applied = outcome.state.clone();
+        self.now_applied(outcome.state.clone());
+    }
+
+    /// Records what was applied; says so when it moved the gateway MAC
+    /// (whichever apply picked up the new one).
+    fn now_applied(&mut self, state: State) {
+        let (old, new) = (self.applied.globals.gateway_mac, state.globals.gateway_mac);
+        if old != new && old != crate::model::MacAddr::default() {
+            log::warn!("gateway MAC changed from {old} to {new}");
+        }
+        self.applied = state;
     }
 
     /// (Re)starts the probes for the current file, keeping known health
@@ -184,7 +194,7 @@ impl Daemon {
         match reconcile(cfg, Verdicts::Given) {
             Ok(outcome) => {
                 log::info!("{why}: {}", outcome.plan.summary());
-                self.applied = outcome.state;
+                self.now_applied(outcome.state);
                 self.status.external_change = None;
             }
             Err(e) => log::error!("applying a {why} failed: {e:#}"),
@@ -327,7 +337,7 @@ impl Daemon {
         if now == old {
             return;
         }
-        log::warn!("gateway MAC changed from {old} to {now}: applying");
+        log::info!("the default gateway is at {now} now, not {old}: applying");
         self.apply_current("gateway change");
     }
 
