@@ -463,10 +463,10 @@ impl Fleet {
             .collect()
     }
 
-    /// `count` GETs from source ports `first..`: how many failed, and the
-    /// first failure.
-    fn try_get(&self, first: u16, count: usize) -> (usize, String) {
-        let out = netns::host(&[
+    /// `count` GETs from source ports `first..`: the client's lines, `ok
+    /// NAME` or `err REASON`, in port order.
+    fn requests(&self, first: u16, count: usize) -> String {
+        netns::host(&[
             "nsenter",
             &format!("--net=/run/netns/{}", self.client),
             "python3",
@@ -478,7 +478,13 @@ impl Fleet {
             &first.to_string(),
             &count.to_string(),
         ])
-        .expect("client");
+        .expect("client")
+    }
+
+    /// `count` GETs from source ports `first..`: how many failed, and the
+    /// first failure.
+    fn try_get(&self, first: u16, count: usize) -> (usize, String) {
+        let out = self.requests(first, count);
         let failed: Vec<&str> = out.lines().filter(|l| !l.starts_with("ok ")).collect();
         (
             failed.len(),
@@ -488,20 +494,8 @@ impl Fleet {
 
     /// `count` GETs from source ports `first..`: (source port, real name).
     fn get(&self, first: u16, count: usize) -> Vec<(u16, String)> {
-        let out = netns::host(&[
-            "nsenter",
-            &format!("--net=/run/netns/{}", self.client),
-            "python3",
-            "-c",
-            CLIENT,
-            CLIENT_ADDR,
-            VIP,
-            "80",
-            &first.to_string(),
-            &count.to_string(),
-        ])
-        .expect("client");
-        out.lines()
+        self.requests(first, count)
+            .lines()
             .enumerate()
             .map(|(i, l)| match l.split_once(' ') {
                 Some(("ok", name)) => (first + i as u16, name.to_string()),

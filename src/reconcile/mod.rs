@@ -485,18 +485,23 @@ pub fn commit(p: Prepared) -> Result<Outcome> {
             report,
             loaded,
             attached: p.attach,
-            detached: p
-                .detach
-                .into_iter()
-                .map(|(i, _)| i)
-                .filter(|i| !p.cfg.settings.interfaces.contains(i))
-                .collect(),
+            detached: removed(p.detach, &p.cfg),
             marks: p.marks,
             state: p.cfg.state,
             replaced: None,
         }),
         Err(e) => Err(take_all_back(&p.pins, &mut store, undo, e)),
     }
+}
+
+/// The interfaces a commit detached because the file no longer names them
+/// (not the stale links it replaced).
+fn removed(detach: Vec<(String, Option<Attached>)>, cfg: &Config) -> Vec<String> {
+    detach
+        .into_iter()
+        .map(|(i, _)| i)
+        .filter(|i| !cfg.settings.interfaces.contains(i))
+        .collect()
 }
 
 /// Undoes `undo` in reverse; the error says whether that worked.

@@ -377,12 +377,7 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
         report: None,
         loaded: false,
         attached: p.attach,
-        detached: p
-            .detach
-            .into_iter()
-            .map(|(i, _)| i)
-            .filter(|i| !p.cfg.settings.interfaces.contains(i))
-            .collect(),
+        detached: super::removed(p.detach, &p.cfg),
         marks: p.marks,
         state: p.cfg.state,
         plan: p.plan,
