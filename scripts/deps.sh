@@ -4,10 +4,11 @@
 # libbpf; iproute2/ethtool drive the network-namespace tests; man-db,
 # groff-base and systemd (systemd-analyze) check the .deb (packaging/test-deb.sh);
 # mosquitto is the MQTT broker of the MQTT end-to-end tests; bird2 the BGP
-# daemon of the fleet test (tests/fleet.rs, scripts/demo-fleet).
+# daemon of the fleet test (tests/fleet.rs, scripts/demo-fleet); prometheus
+# ships promtool, which checks the /metrics output.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 man-db groff-base systemd mosquitto bird2)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 man-db groff-base systemd mosquitto bird2 prometheus)
 
 missing=()
 for p in "${packages[@]}"; do

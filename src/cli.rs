@@ -85,7 +85,9 @@ pub enum Command {
         /// Detach and unpin everything when stopping.
         #[arg(long)]
         down_on_exit: bool,
-        /// Serve Prometheus metrics on this loopback address (off by default).
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (loopback only;
+        /// off by default): OpenMetrics to clients that accept it, the
+        /// Prometheus text format otherwise; GET and HEAD.
         #[arg(long)]
         metrics_address: Option<std::net::SocketAddr>,
     },

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::live::{self, Pins};
-use crate::metrics_server::{self, Answer};
+use crate::metrics_server::{self, Answer, Request};
 use crate::stats::{Snapshot, COUNTERS};
 
 type Labels = Vec<(String, String)>;
@@ -105,29 +105,67 @@ pub fn render(s: &Snapshot, build: &str) -> Result<String> {
     Ok(out)
 }
 
-/// The answer to one request line.
-fn answer(line: &str, pins: &Pins) -> Answer {
-    if !line.starts_with("GET /metrics ") {
-        return Answer {
-            status: "404 Not Found",
-            body: "only GET /metrics\n".to_string(),
-        };
+/// The Prometheus text format (0.0.4) of an OpenMetrics exposition: counter
+/// families are named with their `_total` suffix, and OpenMetrics-only
+/// lines (`# UNIT`, `# EOF`) go. Samples are the same in both.
+pub fn to_text_004(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
     }
-    match live::open(pins).and_then(|s| match s {
+    out
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The answer to one request: `/metrics` in OpenMetrics when the client
+/// accepts it (Prometheus does), in the classic text format otherwise.
+fn answer(req: &Request, pins: &Pins) -> Answer {
+    if req.method != "GET" && req.method != "HEAD" {
+        return Answer::text("405 Method Not Allowed", "GET or HEAD\n");
+    }
+    if req.path == "/" {
+        return Answer::text("200 OK", "katran: metrics at /metrics\n");
+    }
+    if req.path != "/metrics" {
+        return Answer::text("404 Not Found", "metrics are at /metrics\n");
+    }
+    let body = live::open(pins).and_then(|s| match s {
         Some(s) => {
             let build = live::stamp(pins)?.unwrap_or_else(|| "unstamped".into());
             render(&crate::stats::snapshot(&s)?, &build)
         }
         None => render_missing(),
-    }) {
-        Ok(body) => Answer {
+    });
+    match body {
+        Ok(body) if req.accept.contains("application/openmetrics-text") => Answer {
             status: "200 OK",
+            content_type: OPENMETRICS,
             body,
         },
-        Err(e) => Answer {
-            status: "503 Service Unavailable",
-            body: format!("{e:#}\n"),
+        Ok(body) => Answer {
+            status: "200 OK",
+            content_type: TEXT_004,
+            body: to_text_004(&body),
         },
+        Err(e) => Answer::text("503 Service Unavailable", format!("{e:#}\n")),
     }
 }
 

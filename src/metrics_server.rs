@@ -4,8 +4,8 @@
 //! [`HEAD_DEADLINE`] and in at most [`MAX_HEAD`] bytes, and gets its answer
 //! under a write timeout. So one slow or hostile client can neither block
 //! other scrapers nor make the daemon buffer an unbounded request. A small
-//! hand-written server (GET only, `Connection: close`) is enough for this;
-//! it keeps an HTTP crate and its dependencies out of a root daemon.
+//! hand-written server (GET and HEAD, `Connection: close`) is enough for
+//! this; it keeps an HTTP crate and its dependencies out of a root daemon.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,16 +25,59 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// sees the answer rather than a reset: at most this much, this long.
 const DRAIN: (usize, Duration) = (64 * 1024, Duration::from_secs(1));
 
-/// An answer: status line text and a plain-text body.
+/// An answer: status line text, content type and body.
 pub struct Answer {
     pub status: &'static str,
+    pub content_type: &'static str,
     pub body: String,
 }
 
-/// Serves `listener` forever, calling `handle` with each request line.
+/// Plain text, for errors and the index.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Answer {
+    pub fn text(status: &'static str, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            content_type: TEXT,
+            body: body.into(),
+        }
+    }
+}
+
+/// What a client asked: method, path, and its `Accept` header.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub accept: String,
+}
+
+impl Request {
+    /// The request line and headers of a head (header names are matched
+    /// without regard to case).
+    pub fn parse(head: &str) -> Request {
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or_default().split_whitespace();
+        let method = first.next().unwrap_or_default().to_string();
+        let path = first.next().unwrap_or_default().to_string();
+        let accept = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("accept"))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        Request {
+            method,
+            path,
+            accept,
+        }
+    }
+}
+
+/// Serves `listener` forever, calling `handle` with each request.
 pub fn run<H>(listener: TcpListener, handle: H)
 where
-    H: Fn(&str) -> Answer + Send + Sync + 'static,
+    H: Fn(&Request) -> Answer + Send + Sync + 'static,
 {
     let handle = Arc::new(handle);
     let active = Arc::new(AtomicUsize::new(0));
@@ -71,23 +114,23 @@ impl Drop for Slot {
 
 /// What reading a request head came to.
 enum Head {
-    /// The request line.
-    Line(String),
+    Request(Request),
     Early(Answer),
 }
 
-fn serve_one(mut stream: TcpStream, handle: &dyn Fn(&str) -> Answer) -> std::io::Result<()> {
+fn serve_one(mut stream: TcpStream, handle: &dyn Fn(&Request) -> Answer) -> std::io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let (answer, early) = match read_head(&mut stream)? {
-        Head::Line(line) => (handle(&line), false),
-        Head::Early(a) => (a, true),
+    let (answer, early, head_only) = match read_head(&mut stream)? {
+        Head::Request(r) => (handle(&r), false, r.method == "HEAD"),
+        Head::Early(a) => (a, true, false),
     };
     write!(
         stream,
-        "HTTP/1.1 {}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         answer.status,
+        answer.content_type,
         answer.body.len(),
-        answer.body
+        if head_only { "" } else { &answer.body }
     )?;
     stream.flush()?;
     if early {
@@ -103,16 +146,14 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
     let mut buf = [0u8; 1024];
     loop {
         if let Some(end) = head_end(&head) {
-            let line = head.get(..end).unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let first = line.lines().next().unwrap_or_default().to_string();
-            return Ok(Head::Line(first));
+            let text = String::from_utf8_lossy(head.get(..end).unwrap_or_default());
+            return Ok(Head::Request(Request::parse(&text)));
         }
         if head.len() > MAX_HEAD {
-            return Ok(Head::Early(Answer {
-                status: "431 Request Header Fields Too Large",
-                body: format!("the request head is limited to {MAX_HEAD} bytes\n"),
-            }));
+            return Ok(Head::Early(Answer::text(
+                "431 Request Header Fields Too Large",
+                format!("the request head is limited to {MAX_HEAD} bytes\n"),
+            )));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -121,10 +162,10 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
         stream.set_read_timeout(Some(left))?;
         match stream.read(&mut buf) {
             Ok(0) => {
-                return Ok(Head::Early(Answer {
-                    status: "400 Bad Request",
-                    body: "the request ended before its head did\n".into(),
-                }))
+                return Ok(Head::Early(Answer::text(
+                    "400 Bad Request",
+                    "the request ended before its head did\n",
+                )))
             }
             Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
             Err(e)
@@ -142,13 +183,13 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
 }
 
 fn timed_out() -> Head {
-    Head::Early(Answer {
-        status: "408 Request Timeout",
-        body: format!(
+    Head::Early(Answer::text(
+        "408 Request Timeout",
+        format!(
             "the request head must arrive within {} s\n",
             HEAD_DEADLINE.as_secs()
         ),
-    })
+    ))
 }
 
 /// Where the head ends (the blank line), if it has.
@@ -179,7 +220,18 @@ fn drain(stream: &mut TcpStream) {
 
 #[cfg(test)]
 mod tests {
-    use super::head_end;
+    use super::{head_end, Request};
+
+    #[test]
+    fn requests_keep_method_path_and_accept() {
+        let r = Request::parse(
+            "HEAD /metrics HTTP/1.1\r\nHost: x\r\nACCEPT: application/openmetrics-text; version=1.0.0\r\n",
+        );
+        assert_eq!(r.method, "HEAD");
+        assert_eq!(r.path, "/metrics");
+        assert_eq!(r.accept, "application/openmetrics-text; version=1.0.0");
+        assert_eq!(Request::parse("").path, "");
+    }
 
     #[test]
     fn the_head_ends_at_the_first_blank_line() {

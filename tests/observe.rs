@@ -336,6 +336,54 @@ fn metrics_parse_and_match_stats() {
     assert!(body.contains("# HELP katran_xdp_tx"), "HELP lines present");
     assert_eq!(value("katran_xdp_tx_total", None), 23.0);
     assert_eq!(value("katran_dataplane_pinned", None), 1.0);
+    assert!(
+        resp.contains("Content-Type: text/plain; version=0.0.4"),
+        "{resp}"
+    );
+    let request = |head: &str| -> String {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    // OpenMetrics to a client that asks for it, as Prometheus does
+    let om = request("GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5\r\n\r\n");
+    assert!(
+        om.contains("Content-Type: application/openmetrics-text; version=1.0.0")
+            && om.ends_with("# EOF\n"),
+        "{om}"
+    );
+    // HEAD: the headers only; `/`: where the metrics are
+    let head = request("HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(request("GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    // Prometheus's own checker accepts the text format, HELP on every family
+    if common::tools("metrics: promtool", &["promtool"]) {
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(cleanup);
     // the pins gone (katran down, moved): still an answer, and it says so
     let mut conn = TcpStream::connect(addr).unwrap();
