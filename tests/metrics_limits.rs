@@ -2,8 +2,8 @@
 //! at a time must not keep another scraper waiting, and a huge request line
 //! must be cut off at the head limit (an error answer, then close) instead
 //! of being buffered. The endpoint is served over a pin directory that does
-//! not exist, so it answers 503; what is checked is the HTTP side. No
-//! privileges needed.
+//! not exist, so it answers `katran_dataplane_pinned 0`; what is checked is
+//! the HTTP side. No privileges needed.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -63,8 +63,12 @@ fn a_slow_client_does_not_block_other_scrapers() {
         })
     };
     for _ in 0..3 {
+        // no dataplane behind this server: an answer that says so
         let got = scrape(addr);
-        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+        assert!(
+            got.starts_with("HTTP/1.1 200 ") && got.contains("\nkatran_dataplane_pinned 0\n"),
+            "{got}"
+        );
     }
     // The slow client has had no answer yet: the scrapers did not wait for it.
     slow.set_nonblocking(true).expect("nonblocking");
