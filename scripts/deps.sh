@@ -3,10 +3,11 @@
 # clang compiles the BPF programs; libelf/zlib/pkg-config build the vendored
 # libbpf; iproute2/ethtool drive the network-namespace tests; man-db,
 # groff-base and systemd (systemd-analyze) check the .deb (packaging/test-deb.sh);
-# mosquitto is the MQTT broker of the MQTT end-to-end tests.
+# mosquitto is the MQTT broker of the MQTT end-to-end tests; python3 (3.11,
+# tomllib) and bpftool load Katran's program beside ours in the benchmark.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 man-db groff-base systemd mosquitto)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto)
 
 missing=()
 for p in "${packages[@]}"; do
