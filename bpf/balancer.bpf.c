@@ -89,7 +89,7 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 	}
 	if (real) {
 		if (table)
-			conn_store(table, p, real, ctl);
+			conn_note(table, p, real);
 		return real;
 	}
 

@@ -169,6 +169,25 @@ INLINE void conn_store(void *table, const struct pkt *p, __u32 real, const struc
 	bpf_map_update_elem(table, &p->flow, &e, BPF_ANY);
 }
 
+/*
+ * Remembers that a flow routed by a server id goes to `real`: the packet
+ * belongs to an established connection, so this is a lookup, and a write
+ * only when the entry is missing or names another real. It never counts
+ * against the new-flow rate (busy QUIC traffic would otherwise stop new TCP
+ * and UDP flows from being stored) and reads no clock unless it writes; an
+ * entry that already names the real is left as it is, its age included.
+ */
+INLINE void conn_note(void *table, const struct pkt *p, __u32 real)
+{
+	struct conn_entry *e = bpf_map_lookup_elem(table, &p->flow);
+	struct conn_entry fresh = { .real = real };
+
+	if (e && e->real == real)
+		return;
+	fresh.atime = bpf_ktime_get_ns();
+	bpf_map_update_elem(table, &p->flow, &fresh, BPF_ANY);
+}
+
 /* The ring slot of this flow in the VIP's ring. */
 INLINE __u32 ring_pick(const struct pkt *p, const struct vip_meta *vip)
 {
