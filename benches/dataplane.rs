@@ -38,7 +38,7 @@ use katran::maglev::{ring_v1, ring_v2, Endpoint};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::testrun::{run_once, run_timed, verdict_name, XDP_PASS, XDP_TX};
 use katran_side::{Katran, Lru};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::MapHandle;
 
 const WARMUP: usize = 1_000;
 const RUNS: usize = 20_000;
@@ -489,18 +489,7 @@ fn check_counters(before: &[u64], after: &[u64], expect: &[Expect]) -> Result<()
 }
 
 fn read_stats(stats: &MapHandle) -> Result<Vec<u64>> {
-    (0..lb_stat::STAT__COUNT.0)
-        .map(|i| {
-            let per_cpu = stats
-                .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
-                .context("reading the stats map")?
-                .unwrap_or_default();
-            Ok(per_cpu
-                .iter()
-                .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
-                .sum())
-        })
-        .collect()
+    katran::stats::global(stats)
 }
 
 /// Pins this thread to the CPU it runs on, so every run uses one CPU's

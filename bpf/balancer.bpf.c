@@ -47,22 +47,22 @@ INLINE void dport_hash_key(struct pkt *p)
 INLINE void count_miss(const struct pkt *p, int syn)
 {
 	if (p->flow.proto == IPPROTO_UDP)
-		count(STAT_CONN_MISS_UDP);
+		bump(p, STAT_CONN_MISS_UDP);
 	else
-		count(syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
+		bump(p, syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
 }
 
 /* A connection-table entry naming a real the active generation does not
  * name is stale; so is one naming a real marked down when the VIP migrates
  * UDP flows. */
-INLINE int stale_real(__u32 idx, int migrate, __u32 gen)
+INLINE int stale_real(const struct pkt *p, __u32 idx, int migrate, __u32 gen)
 {
 	struct real_def *r = bpf_map_lookup_elem(&reals, &idx);
 
 	if (!r || !(r->flags & (REAL_IN_GEN0 << gen)))
 		return 1;
 	if (migrate && (r->flags & (REAL_DOWN_GEN0 << gen))) {
-		count(STAT_UDP_FLOW_MIGRATED);
+		bump(p, STAT_UDP_FLOW_MIGRATED);
 		return 1;
 	}
 	return 0;
@@ -75,17 +75,17 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
 	int syn = tcp && (p->tcp_flags & TCPF_SYN_BIT);
-	void *table = (vip->flags & VIP_NO_CONN_TABLE) ? NULL : conn_table();
+	void *table = (vip->flags & VIP_NO_CONN_TABLE) ? NULL : conn_table(p);
 	__u32 real = 0;
 
 	if ((vip->flags & VIP_QUIC) && !tcp) {
 		__u32 id = quic_server_id(data, data_end, p);
 
 		real = server_id_real(id, gen);
-		count(real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
+		bump(p, real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
 	} else if (tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID)) {
 		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
-		count(real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
+		bump(p, real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
 	}
 	if (real) {
 		if (table)
@@ -95,10 +95,10 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 
 	if (table && !syn) {
 		real = conn_lookup(table, p, ctl);
-		if (real && stale_real(real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen))
+		if (real && stale_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen))
 			real = 0;
 		if (real) {
-			count(STAT_CONN_HIT);
+			bump(p, STAT_CONN_HIT);
 			return real;
 		}
 	}
@@ -115,12 +115,12 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 	return real;
 }
 
-INLINE int process(struct xdp_md *ctx)
+INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	enum parsed what = PARSED_OTHER;
-	struct pkt p = {};
+	struct pkt p = { .cnt = cnt };
 	struct vip_key vk = {};
 	struct vip_meta *found, vip;
 	struct lb_ctl *ctl;
@@ -190,9 +190,13 @@ INLINE int process(struct xdp_md *ctx)
 SEC("xdp")
 int balancer(struct xdp_md *ctx)
 {
-	int action = process(ctx);
+	struct lb_counters *cnt = counters();
+	int action;
 
-	count(action == XDP_TX ? STAT_XDP_TX : action == XDP_PASS ? STAT_XDP_PASS : STAT_XDP_DROP);
+	if (!cnt)
+		return XDP_PASS;
+	action = process(ctx, cnt);
+	cnt->v[action == XDP_TX ? STAT_XDP_TX : action == XDP_PASS ? STAT_XDP_PASS : STAT_XDP_DROP] += 1;
 	return action;
 }
 

@@ -109,11 +109,12 @@ struct {
 	__type(value, struct rate_state);
 } conn_rate SEC(".maps");
 
+/* One row of global counters per CPU (key 0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT__COUNT);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct lb_counters);
 } stats SEC(".maps");
 
 struct {

@@ -110,14 +110,14 @@ INLINE __u32 server_id_real(__u32 id, __u32 gen)
 	return real ? *real : 0;
 }
 
-INLINE void *conn_table(void)
+INLINE void *conn_table(const struct pkt *p)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
 
 	if (table)
 		return table;
-	count(STAT_FALLBACK_TABLE);
+	bump(p, STAT_FALLBACK_TABLE);
 	return &conn_fallback;
 }
 
@@ -163,7 +163,7 @@ INLINE void conn_store(void *table, const struct pkt *p, __u32 real, const struc
 	struct conn_entry e = { .real = real, .atime = now };
 
 	if (over_conn_rate(ctl, now)) {
-		count(STAT_CONN_RATE_LIMITED);
+		bump(p, STAT_CONN_RATE_LIMITED);
 		return;
 	}
 	bpf_map_update_elem(table, &p->flow, &e, BPF_ANY);

@@ -155,7 +155,8 @@ struct traffic_counter {
 	__u64 bytes;
 };
 
-/* Global counters: `stats` is indexed by these names, never by arithmetic. */
+/* Global counters: `struct lb_counters` is indexed by these names, never by
+ * arithmetic. */
 enum lb_stat {
 	STAT_XDP_PASS,
 	STAT_XDP_TX,
@@ -185,6 +186,12 @@ enum lb_stat {
 	STAT__COUNT,
 };
 
+/* Every global counter of one CPU: the single value of the per-CPU `stats`
+ * array, so a packet finds all its counters with one lookup. */
+struct lb_counters {
+	__u64 v[STAT__COUNT];
+};
+
 
 /*
  * BTF only describes types that a global names by value. This read-only,
@@ -205,6 +212,7 @@ struct lb_abi {
 	struct conn_entry conn_entry;
 	struct rate_state rate_state;
 	struct traffic_counter traffic_counter;
+	struct lb_counters counters;
 	enum lb_stat stat;
 	enum vip_flag vip_flag;
 	enum real_flag real_flag;

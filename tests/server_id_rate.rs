@@ -16,7 +16,7 @@ use katran::bpf::abi::types::lb_stat;
 use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::testrun::{run_once, XDP_TX};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::MapHandle;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 const VIP_TCP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1));
@@ -70,13 +70,7 @@ fn quic_payload(id: u32) -> Vec<u8> {
 }
 
 fn stat(stats: &MapHandle, which: lb_stat) -> u64 {
-    stats
-        .lookup_percpu(&which.0.to_ne_bytes(), MapFlags::ANY)
-        .expect("reading stats")
-        .unwrap_or_default()
-        .iter()
-        .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
-        .sum()
+    katran::stats::global_one(stats, which).expect("reading stats")
 }
 
 #[test]

@@ -24,6 +24,8 @@ const _: () = assert!(size_of::<types::lb_ctl>() == 68);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
 const _: () = assert!(size_of::<types::traffic_counter>() == 16);
+const _: () =
+    assert!(size_of::<types::lb_counters>() == 8 * types::lb_stat::STAT__COUNT.0 as usize);
 
 /// Marks the generated plain-data types: `repr(C)`, `Copy`, every byte
 /// part of a field (padding is explicit in the C definitions).
@@ -44,6 +46,7 @@ unsafe impl Pod for types::lb_ctl {}
 unsafe impl Pod for types::flow_key {}
 unsafe impl Pod for types::conn_entry {}
 unsafe impl Pod for types::traffic_counter {}
+unsafe impl Pod for types::lb_counters {}
 unsafe impl Pod for u32 {}
 unsafe impl Pod for u64 {}
 

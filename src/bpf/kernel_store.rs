@@ -60,7 +60,12 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::flow_key>(),
         size_of::<types::conn_entry>(),
     ),
-    ("stats", MapType::PercpuArray, 4, 8),
+    (
+        "stats",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::lb_counters>(),
+    ),
     (
         "vip_stats",
         MapType::PercpuArray,
