@@ -358,6 +358,15 @@ impl Case {
         s.sort_unstable();
         percentile(s, 50)
     }
+
+    /// Mean of the middle half: as robust as the median, and finer than
+    /// the kernel's clock steps (about 10 ns here), so small changes show.
+    fn interquartile_mean(&mut self, prog: usize) -> f64 {
+        let s = &mut self.samples[prog];
+        s.sort_unstable();
+        let mid = &s[s.len() / 4..s.len() * 3 / 4];
+        mid.iter().sum::<u64>() as f64 / mid.len() as f64
+    }
 }
 
 /// What the counters of ours must show after the measured rounds: the
@@ -632,6 +641,9 @@ fn dataplane_section(cpu: usize) -> Result<()> {
          XDP_PASS floor interleaved, medians in ns/packet; pinned to CPU {cpu}; {:.1} s)",
         started.elapsed().as_secs_f64()
     );
+    // KATRAN_BENCH_DETAIL=1: finer figures under each line, for comparing
+    // two builds of ours.
+    let detail = std::env::var_os("KATRAN_BENCH_DETAIL").is_some_and(|v| v == "1");
     for mut case in results {
         let (ours, floor) = (case.median(OURS), case.median(FLOOR));
         if katran_ok {
@@ -641,6 +653,19 @@ fn dataplane_section(cpu: usize) -> Result<()> {
                 case.name,
                 ours as f64 / theirs as f64
             );
+            if detail {
+                let (o, k, f) = (
+                    case.interquartile_mean(OURS),
+                    case.interquartile_mean(KATRAN),
+                    case.interquartile_mean(FLOOR),
+                );
+                println!(
+                    "    interquartile means: ours {o:.1}, katran {k:.1}, floor {f:.1}, \
+                     ratio {:.3}, above the floor {:.3}",
+                    o / k,
+                    (o - f) / (k - f)
+                );
+            }
         } else {
             println!("dataplane {}: ours {ours} ns, floor {floor} ns", case.name);
         }
