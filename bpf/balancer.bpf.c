@@ -52,25 +52,33 @@ INLINE void count_miss(const struct pkt *p, int syn)
 		bump(p, syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
 }
 
-/* A connection-table entry naming a real the active generation does not
- * name is stale; so is one naming a real marked down when the VIP migrates
- * UDP flows. */
-INLINE int stale_real(const struct pkt *p, __u32 idx, int migrate, __u32 gen)
+/* The real a connection-table entry names, or NULL when the entry is
+ * stale: the active generation does not name the real, or the real is
+ * marked down and the VIP migrates UDP flows. */
+INLINE struct real_def *live_real(const struct pkt *p, __u32 idx, int migrate, __u32 gen)
 {
 	struct real_def *r = bpf_map_lookup_elem(&reals, &idx);
 
 	if (!r || !(r->flags & (REAL_IN_GEN0 << gen)))
-		return 1;
+		return NULL;
 	if (migrate && (r->flags & (REAL_DOWN_GEN0 << gen))) {
 		bump(p, STAT_UDP_FLOW_MIGRATED);
-		return 1;
+		return NULL;
 	}
-	return 0;
+	return r;
 }
 
-/* Real for a VIP flow, or 0 when the VIP has none. */
-INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
-			 const struct lb_ctl *ctl, __u32 gen)
+/* The real `idx` (0: none) as the packet leaves with it in `p->real`. */
+INLINE struct real_def *chosen(struct pkt *p, __u32 idx)
+{
+	p->real = idx;
+	return idx ? bpf_map_lookup_elem(&reals, &idx) : NULL;
+}
+
+/* Real for a VIP flow (its index in p->real), or NULL when the VIP has
+ * none. Each path looks the real up once. */
+INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
+				    const struct lb_ctl *ctl, __u32 gen)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
@@ -90,29 +98,33 @@ INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_met
 	if (real) {
 		if (table)
 			conn_note(table, p, real);
-		return real;
+		return chosen(p, real);
 	}
 
 	if (table && !syn) {
 		real = conn_lookup(table, p, ctl);
-		if (real && stale_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen))
-			real = 0;
 		if (real) {
-			bump(p, STAT_CONN_HIT);
-			return real;
+			struct real_def *r =
+				live_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen);
+
+			if (r) {
+				bump(p, STAT_CONN_HIT);
+				p->real = real;
+				return r;
+			}
 		}
 	}
 
 	count_miss(p, syn);
 	if (vip->flags & VIP_DPORT_HASH) {
 		dport_hash_key(p);
-		return ring_pick(p, vip);
+		return chosen(p, ring_pick(p, vip));
 	}
 	real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
 	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
 		conn_store(table, p, real, ctl);
-	return real;
+	return chosen(p, real);
 }
 
 INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
@@ -124,7 +136,7 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	struct vip_key vk = {};
 	struct vip_meta *found, vip;
 	struct lb_ctl *ctl;
-	struct real_def *rp, real;
+	struct real_def *real;
 	__u32 gen;
 	int v;
 
@@ -174,17 +186,13 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	p.orig_sport = p.flow.sport;
 	if (vip.flags & VIP_NO_SRC_PORT)
 		p.flow.sport = 0;
-	p.real = select_real(ctx, &p, &vip, ctl, gen);
-	if (!p.real)
+	real = select_real(ctx, &p, &vip, ctl, gen);
+	if (!real)
 		return drop(STAT_DROP_NO_REAL);
-	rp = bpf_map_lookup_elem(&reals, &p.real);
-	if (!rp)
-		return drop(STAT_DROP_NO_REAL);
-	real = *rp;
 
 	count_traffic(&vip_stats, vip.vip_num, p.ip_bytes);
 	count_traffic(&real_stats, p.real, p.ip_bytes);
-	return encap(ctx, &p, &real, ctl);
+	return encap(ctx, &p, real, ctl);
 }
 
 SEC("xdp")
