@@ -17,6 +17,9 @@
 
 /* Set by the loader before load (read-only afterwards). */
 const volatile __u32 ring_size = 65537;
+/* 1: no CPU has a table of its own (conn_table = "shared"), so the shared
+ * table is used without trying a per-CPU one first. */
+const volatile __u8 shared_table_only = 0;
 const volatile struct lb_abi lb_abi_types;
 
 #define DEFAULT_TTL 64

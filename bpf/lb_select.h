@@ -110,11 +110,18 @@ INLINE __u32 server_id_real(__u32 id, __u32 gen)
 	return real ? *real : 0;
 }
 
+/* This CPU's connection table. With per-CPU tables, a CPU left out of
+ * `forwarding_cpus` uses the shared one (and counts it); with the shared
+ * table only, that is known at load time and nothing is tried or counted. */
 INLINE void *conn_table(const struct pkt *p)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
+	__u32 cpu;
+	void *table;
 
+	if (shared_table_only)
+		return &conn_fallback;
+	cpu = bpf_get_smp_processor_id();
+	table = bpf_map_lookup_elem(&conn_tables, &cpu);
 	if (table)
 		return table;
 	bump(p, STAT_FALLBACK_TABLE);

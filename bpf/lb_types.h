@@ -165,7 +165,8 @@ enum lb_stat {
 	STAT_CONN_MISS_TCP_SYN,   /* new TCP flow */
 	STAT_CONN_MISS_TCP_NONSYN,/* TCP flow not in the table (eviction, restart) */
 	STAT_CONN_MISS_UDP,
-	STAT_FALLBACK_TABLE,      /* no per-CPU table: the shared one was used */
+	STAT_FALLBACK_TABLE,      /* a CPU without a per-CPU table used the shared one
+				   * (never counted when all CPUs share it) */
 	STAT_CONN_RATE_LIMITED,   /* insert skipped: over the new-flow rate */
 	STAT_ICMP_ECHO_REPLY,
 	STAT_ICMP_TOO_BIG_V4,     /* "fragmentation needed" forwarded to a real */

@@ -51,7 +51,7 @@ pub const COUNTERS: &[(&str, S, &str)] = &[
     (
         "fallback_table",
         S::STAT_FALLBACK_TABLE,
-        "Packets on CPUs without their own table",
+        "Packets on CPUs left out of forwarding_cpus (shared table used)",
     ),
     (
         "conn_rate_limited",

@@ -76,6 +76,8 @@ impl Dataplane {
             .as_deref_mut()
             .context("balancer object has no read-only data")?;
         rodata.ring_size = o.ring_size;
+        // No per-CPU table at all: the program goes to the shared one directly.
+        rodata.shared_table_only = u8::from(o.forwarding_cpus.as_ref().is_some_and(Vec::is_empty));
         let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
         let m = &mut open.maps;
         let sizes = [
