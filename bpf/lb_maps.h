@@ -70,7 +70,16 @@ struct {
 	__type(value, struct backend);
 } backends SEC(".maps");
 
-/* Server id (QUIC connection id, TCP option) and generation -> real index. */
+/* Server id (QUIC connection id, TCP option) below SID_DENSE_IDS, times two
+ * plus the generation -> real index (0: none). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SID_DENSE_IDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} server_ids_dense SEC(".maps");
+
+/* Larger server ids and generation -> real index. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);

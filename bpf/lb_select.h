@@ -106,6 +106,12 @@ INLINE __u32 server_id_real(__u32 id, __u32 gen)
 
 	if (!id)
 		return 0;
+	if (id < SID_DENSE_IDS) {
+		__u32 idx = id * 2 + gen;
+
+		real = bpf_map_lookup_elem(&server_ids_dense, &idx);
+		return real ? *real : 0;
+	}
 	real = bpf_map_lookup_elem(&server_ids, &k);
 	return real ? *real : 0;
 }

@@ -125,6 +125,15 @@ struct sid_key {
 	__u32 gen;
 };
 
+/* Server ids below SID_DENSE_IDS (every QUIC id of Katran's version 1,
+ * which carries 16 bits) live in the array `server_ids_dense` at index
+ * id * 2 + generation, value the real index (0: none), so the common case
+ * is an array lookup; larger ids (QUIC version 2, TCP) stay in the hash
+ * `server_ids`. */
+enum sid_layout {
+	SID_DENSE_IDS = 65536,
+};
+
 /* ---- connection tables -------------------------------------------------- */
 
 struct flow_key {
@@ -220,6 +229,7 @@ struct lb_abi {
 	enum key_scope key_scope;
 	enum backend_flag backend_flag;
 	enum lb_feature feature;
+	enum sid_layout sid_layout;
 };
 
 #endif /* LB_TYPES_H */

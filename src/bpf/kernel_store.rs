@@ -26,6 +26,7 @@ pub struct Maps {
     pub reals: MapHandle,
     pub backends: MapHandle,
     pub server_ids: MapHandle,
+    pub server_ids_dense: MapHandle,
     pub conn_tables: MapHandle,
     pub conn_fallback: MapHandle,
     pub stats: MapHandle,
@@ -53,6 +54,7 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::backend>(),
     ),
     ("server_ids", MapType::Hash, size_of::<types::sid_key>(), 4),
+    ("server_ids_dense", MapType::Array, 4, 4),
     ("conn_tables", MapType::ArrayOfMaps, 4, 4),
     (
         "conn_fallback",
@@ -99,7 +101,7 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 13] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 14] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
@@ -109,6 +111,7 @@ impl Maps {
             ("reals", &self.reals),
             ("backends", &self.backends),
             ("server_ids", &self.server_ids),
+            ("server_ids_dense", &self.server_ids_dense),
             ("conn_tables", &self.conn_tables),
             ("conn_fallback", &self.conn_fallback),
             ("stats", &self.stats),
@@ -152,6 +155,7 @@ impl Maps {
             reals: open("reals")?,
             backends: open("backends")?,
             server_ids: open("server_ids")?,
+            server_ids_dense: open("server_ids_dense")?,
             conn_tables: open("conn_tables")?,
             conn_fallback: open("conn_fallback")?,
             stats: open("stats")?,
@@ -228,6 +232,12 @@ fn all<K: Pod, V: Pod>(map: &MapHandle) -> Result<Vec<(K, V)>> {
             }
         }
     }
+}
+
+/// Index of a server id in `server_ids_dense` (id * 2 + generation), or
+/// `None` for an id the hash `server_ids` holds (see bpf/lb_types.h).
+fn dense_sid_index(id: u32, generation: u8) -> Option<u32> {
+    (id < types::sid_layout::SID_DENSE_IDS.0).then(|| id * 2 + u32::from(generation & 1))
 }
 
 fn delete_if_present(map: &MapHandle, key: &[u8]) -> Result<()> {
@@ -526,13 +536,25 @@ impl MapStore for KernelStore {
     }
 
     fn server_ids(&self) -> Result<BTreeMap<(u32, u8), u32>> {
+        let dense = all::<u32, u32>(&self.maps.server_ids_dense)?
+            .into_iter()
+            .filter(|(_, real)| *real != 0)
+            .map(|(idx, real)| ((idx / 2, (idx % 2) as u8), real));
         Ok(all::<types::sid_key, u32>(&self.maps.server_ids)?
             .into_iter()
             .map(|(k, real)| ((k.id, k.r#gen as u8), real))
+            .chain(dense)
             .collect())
     }
 
     fn put_server_id(&mut self, id: u32, generation: u8, real: u32) -> Result<()> {
+        if let Some(idx) = dense_sid_index(id, generation) {
+            return self
+                .maps
+                .server_ids_dense
+                .update(&idx.to_ne_bytes(), &real.to_ne_bytes(), MapFlags::ANY)
+                .context("writing a server id");
+        }
         let k = types::sid_key {
             id,
             r#gen: u32::from(generation),
@@ -544,6 +566,13 @@ impl MapStore for KernelStore {
     }
 
     fn delete_server_id(&mut self, id: u32, generation: u8) -> Result<()> {
+        if let Some(idx) = dense_sid_index(id, generation) {
+            return self
+                .maps
+                .server_ids_dense
+                .update(&idx.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
+                .context("removing a server id");
+        }
         let k = types::sid_key {
             id,
             r#gen: u32::from(generation),

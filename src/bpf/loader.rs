@@ -152,6 +152,7 @@ impl Dataplane {
             reals: h(&m.reals)?,
             backends: h(&m.backends)?,
             server_ids: h(&m.server_ids)?,
+            server_ids_dense: h(&m.server_ids_dense)?,
             conn_tables: h(&m.conn_tables)?,
             conn_fallback: h(&m.conn_fallback)?,
             stats: h(&m.stats)?,
