@@ -32,6 +32,16 @@ INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
+/* Whether the destination may be a VIP address (see enum vip_filter_layout):
+ * 0 proves it is none. */
+INLINE int maybe_vip(const struct pkt *p)
+{
+	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && ((*w >> (bit % 64)) & 1);
+}
+
 /*
  * A dport-hash VIP hashes on the destination port alone. As in Katran the
  * flow key changes only on the way to the ring (so the outer source of a
@@ -150,7 +160,7 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 		return XDP_PASS;
 	if (v != NO_VERDICT)
 		return v;
-	if (what == PARSED_OTHER)
+	if (what == PARSED_OTHER || !maybe_vip(&p))
 		return XDP_PASS;
 
 	gen = active_gen();

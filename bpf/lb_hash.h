@@ -66,6 +66,16 @@ INLINE __u32 jhash_2words(__u32 a, __u32 b, __u32 seed)
 	return c;
 }
 
+/* Bit of an address in the VIP filter: the address's four words (as
+ * stored: network order, IPv4 in the first) folded by xor, times a
+ * constant, top bits. `src/bpf/abi.rs` computes the same. */
+INLINE __u32 vip_filter_bit(const __be32 a[4])
+{
+	__u32 x = a[0] ^ a[1] ^ a[2] ^ a[3];
+
+	return (x * (__u32)VIP_FILTER_MULT) >> (32 - VIP_FILTER_LOG2);
+}
+
 /* Words are the packet's bytes read as little-endian integers, as Katran
  * reads them on x86. */
 INLINE __u32 flow_hash(const struct flow_key *f, int v6)

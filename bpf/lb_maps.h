@@ -43,6 +43,15 @@ struct {
 	__type(value, __u32);
 } vip_addrs SEC(".maps");
 
+/* See enum vip_filter_layout. Written by user space with every change of
+ * `vip_addrs`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_filter SEC(".maps");
+
 /* Maglev rings, `ring_size` slots each, two per VIP (one per generation
  * half); a slot holds an index into `reals`. Memory-mappable so user space
  * reads and writes rings without a system call per slot. */

@@ -55,6 +55,18 @@ struct addr_key {
 	__u8 _pad[3];
 };
 
+/* The VIP address filter `vip_filter`: a bitmap of 2^VIP_FILTER_LOG2 bits in
+ * u64 words, bit vip_filter_bit(addr) set for every address of `vip_addrs`
+ * (both generations). A clear bit proves a packet is for no VIP, so most
+ * traffic that is not ours passes after one array lookup instead of two
+ * hash lookups; a set bit only means "look it up". Stale bits cost time,
+ * never correctness. */
+enum vip_filter_layout {
+	VIP_FILTER_LOG2 = 16,
+	VIP_FILTER_WORDS = (1 << VIP_FILTER_LOG2) / 64,
+	VIP_FILTER_MULT = 0x9e3779b1, /* vip_filter_bit: golden-ratio multiplier */
+};
+
 /* ---- reals -------------------------------------------------------------- */
 
 /* Everything but REAL_V6 is per generation, so a real's state changes for
@@ -230,6 +242,7 @@ struct lb_abi {
 	enum backend_flag backend_flag;
 	enum lb_feature feature;
 	enum sid_layout sid_layout;
+	enum vip_filter_layout vip_filter_layout;
 };
 
 #endif /* LB_TYPES_H */

@@ -64,6 +64,15 @@ pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
 }
 
+/// The address's bit in the dataplane's VIP filter (`vip_filter_bit` in
+/// bpf/lb_hash.h): the words folded by xor, times a constant, top bits.
+pub fn vip_filter_bit(addr: IpAddr) -> u32 {
+    use types::vip_filter_layout as L;
+    let w = addr_words(addr);
+    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
+    x.wrapping_mul(L::VIP_FILTER_MULT.0) >> (32 - L::VIP_FILTER_LOG2.0)
+}
+
 /// An address as four network-order words (IPv4 in the first).
 pub fn addr_words(a: IpAddr) -> [u32; 4] {
     let mut b = [0u8; 16];

@@ -22,6 +22,7 @@ pub struct Maps {
     pub lb_ctl: MapHandle,
     pub vips: MapHandle,
     pub vip_addrs: MapHandle,
+    pub vip_filter: MapHandle,
     pub rings: MapHandle,
     pub reals: MapHandle,
     pub backends: MapHandle,
@@ -45,6 +46,7 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::vip_meta>(),
     ),
     ("vip_addrs", MapType::Hash, size_of::<types::addr_key>(), 4),
+    ("vip_filter", MapType::Array, 4, 8),
     ("rings", MapType::Array, 4, 4),
     ("reals", MapType::Array, 4, size_of::<types::real_def>()),
     (
@@ -101,12 +103,13 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 14] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 15] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
             ("vips", &self.vips),
             ("vip_addrs", &self.vip_addrs),
+            ("vip_filter", &self.vip_filter),
             ("rings", &self.rings),
             ("reals", &self.reals),
             ("backends", &self.backends),
@@ -151,6 +154,7 @@ impl Maps {
             lb_ctl: open("lb_ctl")?,
             vips: open("vips")?,
             vip_addrs: open("vip_addrs")?,
+            vip_filter: open("vip_filter")?,
             rings: open("rings")?,
             reals: open("reals")?,
             backends: open("backends")?,
@@ -341,6 +345,27 @@ impl KernelStore {
 }
 
 impl KernelStore {
+    /// Sets or clears one bit of the VIP filter (see bpf/lb_types.h). Only
+    /// the applier writes it, under the apply lock; the program reads whole
+    /// words, each either before or after this one store.
+    fn set_filter_bit(&mut self, bit: u32, on: bool) -> Result<()> {
+        let word = bit / 64;
+        let key = word.to_ne_bytes();
+        let old = get::<u64>(&self.maps.vip_filter, &key)?.unwrap_or(0);
+        let new = if on {
+            old | 1 << (bit % 64)
+        } else {
+            old & !(1 << (bit % 64))
+        };
+        if new != old {
+            self.maps
+                .vip_filter
+                .update(&key, &new.to_ne_bytes(), MapFlags::ANY)
+                .context("writing the VIP filter")?;
+        }
+        Ok(())
+    }
+
     /// The sizes and connection-table layout this dataplane was loaded with.
     pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
         let mut cpus = std::collections::BTreeSet::new();
@@ -469,6 +494,9 @@ impl MapStore for KernelStore {
     }
 
     fn put_vip_addr(&mut self, addr: IpAddr, generation: u8) -> Result<()> {
+        // The filter bit first: a packet may only find the address once
+        // the filter lets it through.
+        self.set_filter_bit(abi::vip_filter_bit(addr), true)?;
         let k = abi::addr_key(addr, generation);
         let v6 = u32::from(addr.is_ipv6());
         self.maps
@@ -481,7 +509,17 @@ impl MapStore for KernelStore {
         delete_if_present(
             &self.maps.vip_addrs,
             bytes(&abi::addr_key(addr, generation)),
-        )
+        )?;
+        // Clear the bit unless another address (of either generation) has it.
+        let bit = abi::vip_filter_bit(addr);
+        let shared = self
+            .vip_addrs()?
+            .iter()
+            .any(|(a, _)| abi::vip_filter_bit(*a) == bit);
+        if !shared {
+            self.set_filter_bit(bit, false)?;
+        }
+        Ok(())
     }
 
     fn reals(&self) -> Result<BTreeMap<u32, RealRecord>> {

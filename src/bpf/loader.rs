@@ -148,6 +148,7 @@ impl Dataplane {
             lb_ctl: h(&m.lb_ctl)?,
             vips: h(&m.vips)?,
             vip_addrs: h(&m.vip_addrs)?,
+            vip_filter: h(&m.vip_filter)?,
             rings: h(&m.rings)?,
             reals: h(&m.reals)?,
             backends: h(&m.backends)?,
