@@ -42,6 +42,22 @@ INLINE int maybe_vip(const struct pkt *p)
 	return w && ((*w >> (bit % 64)) & 1);
 }
 
+/* The VIP entry for `vk`: from its cache slot when that holds it, else from
+ * the `vips` hash. */
+INLINE struct vip_meta *find_vip(const struct vip_key *vk)
+{
+	__u32 slot = vip_cache_slot(vk);
+	struct vip_slot *s = bpf_map_lookup_elem(&vip_cache, &slot);
+	const __u32 *a = (const __u32 *)vk, *b;
+
+	if (s) {
+		b = (const __u32 *)&s->key;
+		if (a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4])
+			return &s->meta;
+	}
+	return bpf_map_lookup_elem(&vips, vk);
+}
+
 /*
  * A dport-hash VIP hashes on the destination port alone. As in Katran the
  * flow key changes only on the way to the ring (so the outer source of a
@@ -176,10 +192,10 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	vk.port = p.flow.dport;
 	vk.proto = p.flow.proto;
 	vk.scope = key_scope(&p, gen);
-	found = bpf_map_lookup_elem(&vips, &vk);
+	found = find_vip(&vk);
 	if (!found) {
 		vk.port = 0;
-		found = bpf_map_lookup_elem(&vips, &vk);
+		found = find_vip(&vk);
 		if (!found)
 			return XDP_PASS;
 		if (!(found->flags & VIP_DPORT_HASH))

@@ -76,6 +76,16 @@ INLINE __u32 vip_filter_bit(const __be32 a[4])
 	return (x * (__u32)VIP_FILTER_MULT) >> (32 - VIP_FILTER_LOG2);
 }
 
+/* Slot of a VIP key in the VIP cache: its five words folded and mixed by
+ * the same multiplier. `src/bpf/abi.rs` computes the same. */
+INLINE __u32 vip_cache_slot(const struct vip_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 x = (w[0] ^ w[1] ^ w[2] ^ w[3]) * (__u32)VIP_FILTER_MULT;
+
+	return ((x ^ w[4]) * (__u32)VIP_FILTER_MULT) >> (32 - VIP_CACHE_LOG2);
+}
+
 /* Words are the packet's bytes read as little-endian integers, as Katran
  * reads them on x86. */
 INLINE __u32 flow_hash(const struct flow_key *f, int v6)

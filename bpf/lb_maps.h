@@ -43,6 +43,14 @@ struct {
 	__type(value, __u32);
 } vip_addrs SEC(".maps");
 
+/* See enum vip_cache_layout. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vip_slot);
+} vip_cache SEC(".maps");
+
 /* See enum vip_filter_layout. Written by user space with every change of
  * `vip_addrs`. */
 struct {

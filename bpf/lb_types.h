@@ -55,6 +55,24 @@ struct addr_key {
 	__u8 _pad[3];
 };
 
+/* A slot of `vip_cache`: a copy of one `vips` entry, or all zeros (an
+ * all-zero key never matches: no packet has protocol 0). */
+struct vip_slot {
+	struct vip_key key;
+	struct vip_meta meta;
+};
+
+/* `vip_cache`: 2^VIP_CACHE_LOG2 slots, a `vips` entry in slot
+ * vip_cache_slot(key) when that slot was free. A packet whose key matches its
+ * slot takes the meta from there (an inlined array lookup); any other falls
+ * back to the `vips` hash, which stays the truth. User space writes a slot
+ * only for keys of the inactive generation (whose keys no packet looks for)
+ * and never takes a slot from a key of the active one. */
+enum vip_cache_layout {
+	VIP_CACHE_LOG2 = 12,
+	VIP_CACHE_SLOTS = 1 << VIP_CACHE_LOG2,
+};
+
 /* The VIP address filter `vip_filter`: a bitmap of 2^VIP_FILTER_LOG2 bits in
  * u64 words, bit vip_filter_bit(addr) set for every address of `vip_addrs`
  * (both generations). A clear bit proves a packet is for no VIP, so most
@@ -224,6 +242,7 @@ struct lb_counters {
 struct lb_abi {
 	struct vip_key vip_key;
 	struct vip_meta vip_meta;
+	struct vip_slot vip_slot;
 	struct addr_key addr_key;
 	struct real_def real_def;
 	struct backend_key backend_key;
@@ -243,6 +262,7 @@ struct lb_abi {
 	enum lb_feature feature;
 	enum sid_layout sid_layout;
 	enum vip_filter_layout vip_filter_layout;
+	enum vip_cache_layout vip_cache_layout;
 };
 
 #endif /* LB_TYPES_H */

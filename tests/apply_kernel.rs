@@ -494,10 +494,11 @@ fn a_recycled_real_index_inherits_no_connections() {
 /// The VIP filter (a bitmap the program checks before any VIP lookup) holds
 /// exactly the bits of the addresses some generation still names: a removed
 /// VIP's bit is cleared once neither generation has it, and a VIP's packets
-/// are never passed for want of a bit.
+/// are never passed for want of a bit. The VIP cache only ever holds copies
+/// of `vips` entries, and loses a VIP with it.
 #[test]
-fn the_vip_filter_follows_the_vip_addresses() {
-    if !common::privileged("VIP filter follows VIP addresses") {
+fn the_vip_filter_and_cache_follow_the_vips() {
+    if !common::privileged("VIP filter and cache follow the VIPs") {
         return;
     }
     let dp = load(4, 8);
@@ -531,16 +532,40 @@ fn the_vip_filter_follows_the_vip_addresses() {
     want.sort();
     want.dedup();
 
+    // Every filled slot of the VIP cache is a copy of a `vips` entry.
+    let cache_agrees = |store: &KernelStore| {
+        let mut filled = 0;
+        for slot in 0..store.maps.vip_cache.max_entries() {
+            let v = store
+                .maps
+                .vip_cache
+                .lookup(&slot.to_ne_bytes(), MapFlags::ANY)
+                .unwrap()
+                .unwrap();
+            let (key, meta) = v.split_at(20);
+            if key.iter().all(|b| *b == 0) {
+                continue;
+            }
+            filled += 1;
+            let in_hash = store.maps.vips.lookup(key, MapFlags::ANY).unwrap();
+            assert_eq!(in_hash.as_deref(), Some(meta), "cache slot {slot}");
+        }
+        filled
+    };
+
     apply(&mut store, &both).unwrap();
     assert_eq!(filter(&store), want);
+    assert_eq!(cache_agrees(&store), 2);
     let syn = frames::tcp((ip("192.168.0.1"), 1234), (ip("10.200.0.1"), 80), TCP_SYN);
     assert_eq!(run_once(dp.balancer(), &syn).unwrap().0, XDP_TX);
     // the other generation still names 10.200.0.1: its bit stays
     apply(&mut store, &one).unwrap();
     assert_eq!(filter(&store), want);
     assert_eq!(run_once(dp.balancer(), &syn).unwrap().0, XDP_PASS);
+    assert_eq!(cache_agrees(&store), 3);
     apply(&mut store, &one_again).unwrap();
     assert_eq!(filter(&store), vec![bit("fc00::7")]);
+    assert_eq!(cache_agrees(&store), 2);
     let syn6 = frames::tcp((ip("2001:db8::1"), 1234), (ip("fc00::7"), 80), TCP_SYN);
     assert_eq!(run_once(dp.balancer(), &syn6).unwrap().0, XDP_TX);
 }

@@ -15,6 +15,7 @@ use crate::store::RealRecord;
 // The C side defines these sizes (bpf/lb_types.h); a mismatch fails the build.
 const _: () = assert!(size_of::<types::vip_key>() == 20);
 const _: () = assert!(size_of::<types::vip_meta>() == 16);
+const _: () = assert!(size_of::<types::vip_slot>() == 36);
 const _: () = assert!(size_of::<types::addr_key>() == 20);
 const _: () = assert!(size_of::<types::real_def>() == 20);
 const _: () = assert!(size_of::<types::backend_key>() == 8);
@@ -37,6 +38,7 @@ pub unsafe trait Pod: Copy + Default {}
 
 unsafe impl Pod for types::vip_key {}
 unsafe impl Pod for types::vip_meta {}
+unsafe impl Pod for types::vip_slot {}
 unsafe impl Pod for types::addr_key {}
 unsafe impl Pod for types::real_def {}
 unsafe impl Pod for types::backend_key {}
@@ -71,6 +73,17 @@ pub fn vip_filter_bit(addr: IpAddr) -> u32 {
     let w = addr_words(addr);
     let x = w[0] ^ w[1] ^ w[2] ^ w[3];
     x.wrapping_mul(L::VIP_FILTER_MULT.0) >> (32 - L::VIP_FILTER_LOG2.0)
+}
+
+/// The slot of a VIP key in the dataplane's VIP cache (`vip_cache_slot` in
+/// bpf/lb_hash.h): the key's five words folded and mixed.
+pub fn vip_cache_slot(k: &types::vip_key) -> u32 {
+    use types::{vip_cache_layout as C, vip_filter_layout as L};
+    let b = bytes(k);
+    let w = |i: usize| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    let m = L::VIP_FILTER_MULT.0;
+    let x = (w(0) ^ w(1) ^ w(2) ^ w(3)).wrapping_mul(m);
+    (x ^ w(4)).wrapping_mul(m) >> (32 - C::VIP_CACHE_LOG2.0)
 }
 
 /// An address as four network-order words (IPv4 in the first).

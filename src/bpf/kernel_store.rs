@@ -23,6 +23,7 @@ pub struct Maps {
     pub vips: MapHandle,
     pub vip_addrs: MapHandle,
     pub vip_filter: MapHandle,
+    pub vip_cache: MapHandle,
     pub rings: MapHandle,
     pub reals: MapHandle,
     pub backends: MapHandle,
@@ -47,6 +48,7 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
     ),
     ("vip_addrs", MapType::Hash, size_of::<types::addr_key>(), 4),
     ("vip_filter", MapType::Array, 4, 8),
+    ("vip_cache", MapType::Array, 4, size_of::<types::vip_slot>()),
     ("rings", MapType::Array, 4, 4),
     ("reals", MapType::Array, 4, size_of::<types::real_def>()),
     (
@@ -103,13 +105,14 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 15] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 16] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
             ("vips", &self.vips),
             ("vip_addrs", &self.vip_addrs),
             ("vip_filter", &self.vip_filter),
+            ("vip_cache", &self.vip_cache),
             ("rings", &self.rings),
             ("reals", &self.reals),
             ("backends", &self.backends),
@@ -155,6 +158,7 @@ impl Maps {
             vips: open("vips")?,
             vip_addrs: open("vip_addrs")?,
             vip_filter: open("vip_filter")?,
+            vip_cache: open("vip_cache")?,
             rings: open("rings")?,
             reals: open("reals")?,
             backends: open("backends")?,
@@ -345,6 +349,35 @@ impl KernelStore {
 }
 
 impl KernelStore {
+    /// Puts a VIP entry in its cache slot (`Some`), or takes it out (`None`),
+    /// by the rules of `enum vip_cache_layout` (bpf/lb_types.h): a slot is
+    /// only (re)written for a key of the inactive generation, and never taken
+    /// from a key of the active one. Apply only writes the inactive
+    /// generation; were an entry of the active one ever written, its slot is
+    /// emptied instead (a packet reading the slot at that very moment could
+    /// see a half-emptied entry: another reason apply never does that).
+    fn cache_vip(&mut self, k: &types::vip_key, meta: Option<&types::vip_meta>) -> Result<()> {
+        let slot = abi::vip_cache_slot(k).to_ne_bytes();
+        let cur = get::<types::vip_slot>(&self.maps.vip_cache, &slot)?.unwrap_or_default();
+        let holds_k = bytes(&cur.key) == bytes(k);
+        let active = self.active_gen()?;
+        let write = match meta {
+            _ if (k.scope & 1) == active => holds_k.then(types::vip_slot::default),
+            None => holds_k.then(types::vip_slot::default),
+            Some(m) => {
+                let free = cur.key.proto == 0 || (cur.key.scope & 1) != active;
+                (free || holds_k).then(|| types::vip_slot { key: *k, meta: *m })
+            }
+        };
+        if let Some(v) = write {
+            self.maps
+                .vip_cache
+                .update(&slot, bytes(&v), MapFlags::ANY)
+                .context("writing the VIP cache")?;
+        }
+        Ok(())
+    }
+
     /// Sets or clears one bit of the VIP filter (see bpf/lb_types.h). Only
     /// the applier writes it, under the apply lock; the program reads whole
     /// words, each either before or after this one store.
@@ -479,11 +512,15 @@ impl MapStore for KernelStore {
         self.maps
             .vips
             .update(bytes(&k), bytes(&m), MapFlags::ANY)
-            .with_context(|| format!("writing VIP {}", vip.key))
+            .with_context(|| format!("writing VIP {}", vip.key))?;
+        self.cache_vip(&k, Some(&m))
     }
 
     fn delete_vip(&mut self, key: &VipKey, gen: u8) -> Result<()> {
-        delete_if_present(&self.maps.vips, bytes(&abi::vip_key(key, gen)))
+        // The cache slot first: no packet may find a VIP the hash lost.
+        let k = abi::vip_key(key, gen);
+        self.cache_vip(&k, None)?;
+        delete_if_present(&self.maps.vips, bytes(&k))
     }
 
     fn vip_addrs(&self) -> Result<Vec<(IpAddr, u8)>> {

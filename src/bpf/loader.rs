@@ -149,6 +149,7 @@ impl Dataplane {
             vips: h(&m.vips)?,
             vip_addrs: h(&m.vip_addrs)?,
             vip_filter: h(&m.vip_filter)?,
+            vip_cache: h(&m.vip_cache)?,
             rings: h(&m.rings)?,
             reals: h(&m.reals)?,
             backends: h(&m.backends)?,
