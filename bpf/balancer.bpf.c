@@ -109,8 +109,12 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
 	int syn = tcp && (p->tcp_flags & TCPF_SYN_BIT);
-	void *table = (vip->flags & VIP_NO_CONN_TABLE) ? NULL : conn_table(p);
+	int table = !(vip->flags & VIP_NO_CONN_TABLE);
+	struct conn_loc loc = {};
 	__u32 real = 0;
+
+	if (table)
+		loc = conn_locate(p);
 
 	if ((vip->flags & VIP_QUIC) && !tcp) {
 		__u32 id = quic_server_id(data, data_end, p);
@@ -123,12 +127,12 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	}
 	if (real) {
 		if (table)
-			conn_note(table, p, real);
+			conn_note(loc, p, real, ctl);
 		return chosen(p, real);
 	}
 
 	if (table && !syn) {
-		real = conn_lookup(table, p, ctl);
+		real = conn_lookup(loc, p, ctl);
 		if (real) {
 			struct real_def *r =
 				live_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen);
@@ -149,7 +153,7 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
 	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
-		conn_store(table, p, real, ctl);
+		conn_store(loc, p, real, ctl);
 	return chosen(p, real);
 }
 

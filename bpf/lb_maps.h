@@ -105,20 +105,21 @@ struct {
 	__type(value, __u32);
 } server_ids SEC(".maps");
 
-/* One connection table per forwarding CPU, created by the loader... */
-struct conn_table {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct flow_key);
-	__type(value, struct conn_entry);
-};
-
+/* Which CPUs have a connection table of their own (1) in `conn_sets`. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* number of possible CPUs */
 	__type(key, __u32);
-	__array(values, struct conn_table);
-} conn_tables SEC(".maps");
+	__type(value, __u32);
+} conn_cpus SEC(".maps");
+
+/* The per-CPU connection tables (see enum conn_layout)... */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1); /* sets */
+	__type(key, __u32);
+	__type(value, struct conn_set);
+} conn_sets SEC(".maps");
 
 /* ...and the shared table for CPUs that have none. */
 struct {

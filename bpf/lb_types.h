@@ -175,10 +175,38 @@ struct flow_key {
 	__u8 _pad[3];
 };
 
+enum conn_flag {
+	/* per-CPU tables: the entry was used since its set last evicted one */
+	CONN_REF = 1 << 0,
+};
+
 struct conn_entry {
-	__u32 real;  /* index into `reals` */
-	__u32 _pad;
+	__u32 real;  /* index into `reals`; 0: a free way of a per-CPU set */
+	__u32 flags; /* enum conn_flag (0 in the shared table) */
 	__u64 atime; /* ns, refreshed for UDP */
+};
+
+/*
+ * The per-CPU connection tables: one set-associative array per CPU (a
+ * per-CPU array `conn_sets` whose element is one set). A flow lives in
+ * set conn_hash(flow) of its CPU's copy, in any of the set's CONN_WAYS ways.
+ * Inserting into a full set evicts a way not used since the set last
+ * evicted one (else way 0), counts STAT_CONN_EVICTED and marks every way of
+ * the set unused again; an expired UDP entry counts as free. The table
+ * holds (entries / CONN_WAYS) * CONN_WAYS flows. The shared table
+ * `conn_fallback` stays an LRU hash of flow_key -> conn_entry.
+ */
+enum conn_layout {
+	CONN_WAYS = 4,
+};
+
+struct conn_way {
+	struct flow_key key;
+	struct conn_entry entry;
+};
+
+struct conn_set {
+	struct conn_way way[CONN_WAYS];
 };
 
 /* Per-CPU state for the new-connection rate limit. */
@@ -223,6 +251,7 @@ enum lb_stat {
 	STAT_DROP_TOO_BIG,        /* frame above the MTU the encapsulation allows */
 	STAT_DROP_ENCAP,          /* could not grow the frame */
 	STAT_DROP_NO_CTL,
+	STAT_CONN_EVICTED,        /* a per-CPU set was full: its least recent way was replaced */
 	STAT__COUNT,
 };
 
@@ -251,6 +280,8 @@ struct lb_abi {
 	struct lb_ctl ctl;
 	struct flow_key flow_key;
 	struct conn_entry conn_entry;
+	struct conn_way conn_way;
+	struct conn_set conn_set;
 	struct rate_state rate_state;
 	struct traffic_counter traffic_counter;
 	struct lb_counters counters;
@@ -263,6 +294,8 @@ struct lb_abi {
 	enum sid_layout sid_layout;
 	enum vip_filter_layout vip_filter_layout;
 	enum vip_cache_layout vip_cache_layout;
+	enum conn_layout conn_layout;
+	enum conn_flag conn_flag;
 };
 
 #endif /* LB_TYPES_H */

@@ -138,6 +138,11 @@ pub const COUNTERS: &[(&str, S, &str)] = &[
         S::STAT_DROP_NO_CTL,
         "Drops: no control values",
     ),
+    (
+        "conn_evicted",
+        S::STAT_CONN_EVICTED,
+        "Per-CPU table entries replaced because their set was full",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -24,6 +24,11 @@ const _: () = assert!(size_of::<types::sid_key>() == 8);
 const _: () = assert!(size_of::<types::lb_ctl>() == 68);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
+const _: () = assert!(size_of::<types::conn_way>() == 56);
+const _: () =
+    assert!(size_of::<types::conn_set>() == 56 * types::conn_layout::CONN_WAYS.0 as usize);
+// plan::host rounds per-CPU table sizes to whole sets without this layer.
+const _: () = assert!(crate::plan::host::CONN_WAYS == types::conn_layout::CONN_WAYS.0);
 const _: () = assert!(size_of::<types::traffic_counter>() == 16);
 const _: () =
     assert!(size_of::<types::lb_counters>() == 8 * types::lb_stat::STAT__COUNT.0 as usize);
@@ -47,6 +52,8 @@ unsafe impl Pod for types::sid_key {}
 unsafe impl Pod for types::lb_ctl {}
 unsafe impl Pod for types::flow_key {}
 unsafe impl Pod for types::conn_entry {}
+unsafe impl Pod for types::conn_way {}
+unsafe impl Pod for types::conn_set {}
 unsafe impl Pod for types::traffic_counter {}
 unsafe impl Pod for types::lb_counters {}
 unsafe impl Pod for u32 {}

@@ -29,7 +29,8 @@ pub struct Maps {
     pub backends: MapHandle,
     pub server_ids: MapHandle,
     pub server_ids_dense: MapHandle,
-    pub conn_tables: MapHandle,
+    pub conn_cpus: MapHandle,
+    pub conn_sets: MapHandle,
     pub conn_fallback: MapHandle,
     pub stats: MapHandle,
     pub vip_stats: MapHandle,
@@ -59,7 +60,13 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
     ),
     ("server_ids", MapType::Hash, size_of::<types::sid_key>(), 4),
     ("server_ids_dense", MapType::Array, 4, 4),
-    ("conn_tables", MapType::ArrayOfMaps, 4, 4),
+    ("conn_cpus", MapType::Array, 4, 4),
+    (
+        "conn_sets",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::conn_set>(),
+    ),
     (
         "conn_fallback",
         MapType::LruHash,
@@ -105,7 +112,7 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 16] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 17] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
@@ -118,7 +125,8 @@ impl Maps {
             ("backends", &self.backends),
             ("server_ids", &self.server_ids),
             ("server_ids_dense", &self.server_ids_dense),
-            ("conn_tables", &self.conn_tables),
+            ("conn_cpus", &self.conn_cpus),
+            ("conn_sets", &self.conn_sets),
             ("conn_fallback", &self.conn_fallback),
             ("stats", &self.stats),
             ("vip_stats", &self.vip_stats),
@@ -164,7 +172,8 @@ impl Maps {
             backends: open("backends")?,
             server_ids: open("server_ids")?,
             server_ids_dense: open("server_ids_dense")?,
-            conn_tables: open("conn_tables")?,
+            conn_cpus: open("conn_cpus")?,
+            conn_sets: open("conn_sets")?,
             conn_fallback: open("conn_fallback")?,
             stats: open("stats")?,
             vip_stats: open("vip_stats")?,
@@ -400,26 +409,63 @@ impl KernelStore {
     }
 
     /// The sizes and connection-table layout this dataplane was loaded with.
+    /// CPUs with a connection table of their own (in `conn_sets`).
+    fn conn_cpus(&self) -> Result<std::collections::BTreeSet<u32>> {
+        Ok(all::<u32, u32>(&self.maps.conn_cpus)?
+            .into_iter()
+            .filter(|(_, own)| *own == 1)
+            .map(|(cpu, _)| cpu)
+            .collect())
+    }
+
     pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
-        let mut cpus = std::collections::BTreeSet::new();
-        let mut size = None;
-        for cpu in 0..self.maps.conn_tables.max_entries() {
-            if let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? {
-                cpus.insert(cpu);
-                if size.is_none() {
-                    let table = MapHandle::from_map_id(id)
-                        .with_context(|| format!("opening the table of CPU {cpu}"))?;
-                    size = Some(table.max_entries());
-                }
-            }
-        }
+        let cpus = self.conn_cpus()?;
+        let size = if cpus.is_empty() {
+            self.maps.conn_fallback.max_entries()
+        } else {
+            self.maps.conn_sets.max_entries() * types::conn_layout::CONN_WAYS.0
+        };
         Ok(crate::plan::host::LoadShape {
             ring_size: self.limits.ring_size,
             max_vips: self.limits.max_vips,
             max_reals: self.limits.max_reals,
-            conn_table_size: size.unwrap_or(self.maps.conn_fallback.max_entries()),
+            conn_table_size: size,
             per_cpu_tables: (!cpus.is_empty()).then_some(cpus),
         })
+    }
+
+    /// Calls `f` with every set of every per-CPU table (`conn_sets`), as
+    /// (set index, one copy per CPU); writes a set back when `f` says so.
+    /// Reading and writing a set are separate system calls: a flow the
+    /// program inserts into that set in between is lost again (its next
+    /// packet is a table miss).
+    fn each_conn_set(&self, mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool) -> Result<()> {
+        if self.conn_cpus()?.is_empty() {
+            return Ok(());
+        }
+        for idx in 0..self.maps.conn_sets.max_entries() {
+            let key = idx.to_ne_bytes();
+            let Some(raw) = self
+                .maps
+                .conn_sets
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading a connection-table set")?
+            else {
+                continue;
+            };
+            let mut sets: Vec<types::conn_set> = raw
+                .iter()
+                .map(|v| from_bytes::<types::conn_set>(v).unwrap_or_default())
+                .collect();
+            if f(idx, &mut sets) {
+                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
+                self.maps
+                    .conn_sets
+                    .update_percpu(&key, &out, MapFlags::ANY)
+                    .context("writing a connection-table set")?;
+            }
+        }
+        Ok(())
     }
 
     /// The real index a connection-table entry names for `key`: the shared
@@ -428,17 +474,16 @@ impl KernelStore {
         if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
             return Ok(Some(e.real));
         }
-        for cpu in 0..self.maps.conn_tables.max_entries() {
-            let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? else {
-                continue;
-            };
-            let table = MapHandle::from_map_id(id)
-                .with_context(|| format!("opening the table of CPU {cpu}"))?;
-            if let Some(e) = get::<types::conn_entry>(&table, bytes(key))? {
-                return Ok(Some(e.real));
+        let mut found = None;
+        self.each_conn_set(|_, sets| {
+            for way in sets.iter().flat_map(|s| s.way.iter()) {
+                if found.is_none() && way.entry.real != 0 && bytes(&way.key) == bytes(key) {
+                    found = Some(way.entry.real);
+                }
             }
-        }
-        Ok(None)
+            false
+        })?;
+        Ok(found)
     }
 }
 
@@ -681,27 +726,25 @@ impl MapStore for KernelStore {
     }
 
     fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
-        let mut tables = Vec::new();
-        for cpu in 0..self.maps.conn_tables.max_entries() {
-            if let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? {
-                tables.push(
-                    MapHandle::from_map_id(id)
-                        .with_context(|| format!("opening the table of CPU {cpu}"))?,
-                );
+        let mut purged = 0;
+        let table = &self.maps.conn_fallback;
+        for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
+            if entry.real == idx {
+                delete_if_present(table, bytes(&key))?;
+                purged += 1;
             }
         }
-        let mut purged = 0;
-        for table in tables
-            .iter()
-            .chain(std::iter::once(&self.maps.conn_fallback))
-        {
-            for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
-                if entry.real == idx {
-                    delete_if_present(table, bytes(&key))?;
+        self.each_conn_set(|_, sets| {
+            let mut changed = false;
+            for way in sets.iter_mut().flat_map(|s| s.way.iter_mut()) {
+                if way.entry.real == idx {
+                    *way = types::conn_way::default();
                     purged += 1;
+                    changed = true;
                 }
             }
-        }
+            changed
+        })?;
         Ok(purged)
     }
 }
