@@ -121,6 +121,14 @@ struct {
 	__type(value, struct conn_set);
 } conn_sets SEC(".maps");
 
+/* Written once by the loader, never read by the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct conn_meta);
+} conn_meta SEC(".maps");
+
 /* ...and the shared table for CPUs that have none. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -209,6 +209,13 @@ struct conn_set {
 	struct conn_way way[CONN_WAYS];
 };
 
+/* What user space needs to place a flow in its set (the program itself
+ * reads the same values from rodata): the single value of `conn_meta`. */
+struct conn_meta {
+	__u32 seed;  /* conn_hash's seed */
+	__u32 nsets; /* sets per per-CPU table */
+};
+
 /* Per-CPU state for the new-connection rate limit. */
 struct rate_state {
 	__u64 window_start;
@@ -282,6 +289,7 @@ struct lb_abi {
 	struct conn_entry conn_entry;
 	struct conn_way conn_way;
 	struct conn_set conn_set;
+	struct conn_meta conn_meta;
 	struct rate_state rate_state;
 	struct traffic_counter traffic_counter;
 	struct lb_counters counters;

@@ -11,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_SYN};
 use katran::apply::apply;
-use katran::bpf::abi::types::lb_stat;
+use katran::bpf::abi::addr_words;
+use katran::bpf::abi::types::{self, lb_stat};
 use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::testrun::{run_once, XDP_TX};
@@ -140,6 +141,22 @@ fn established_flows_keep_their_real_across_an_apply() {
         .iter()
         .map(|p| send(&dp, &tcp((CLIENT, *p), (VIP_TCP, 80), TCP_SYN)))
         .collect();
+    // user space finds each entry in the set it computes (abi::conn_set_index)
+    let store = dp.store().unwrap();
+    for p in &ports {
+        let key = types::flow_key {
+            src: addr_words(CLIENT),
+            dst: addr_words(VIP_TCP),
+            sport: p.to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
+        assert!(
+            store.conn_entry(&key).unwrap().is_some(),
+            "the flow from port {p} is not in the set user space computes"
+        );
+    }
     // eight reals instead of two: the ring moves most flows
     apply(&mut dp.store().unwrap(), &state(8)).unwrap();
     let hits = stat(&stats, lb_stat::STAT_CONN_HIT);

@@ -54,6 +54,7 @@ unsafe impl Pod for types::flow_key {}
 unsafe impl Pod for types::conn_entry {}
 unsafe impl Pod for types::conn_way {}
 unsafe impl Pod for types::conn_set {}
+unsafe impl Pod for types::conn_meta {}
 unsafe impl Pod for types::traffic_counter {}
 unsafe impl Pod for types::lb_counters {}
 unsafe impl Pod for u32 {}
@@ -91,6 +92,18 @@ pub fn vip_cache_slot(k: &types::vip_key) -> u32 {
     let m = L::VIP_FILTER_MULT.0;
     let x = (w(0) ^ w(1) ^ w(2) ^ w(3)).wrapping_mul(m);
     (x ^ w(4)).wrapping_mul(m) >> (32 - C::VIP_CACHE_LOG2.0)
+}
+
+/// The set of a flow in a per-CPU connection table (`conn_hash` in
+/// bpf/lb_hash.h, then `(hash * nsets) >> 32` as in bpf/lb_conn.h), for the
+/// `seed` and `nsets` of the table's `conn_meta`.
+pub fn conn_set_index(f: &types::flow_key, meta: &types::conn_meta) -> u32 {
+    let fold = |w: [u32; 4]| w[0] ^ w[1] ^ w[2] ^ w[3];
+    let src = fold(f.src);
+    let dst = fold(f.dst) ^ u32::from(f.proto);
+    let ports = u32::from(f.sport) | (u32::from(f.dport) << 16);
+    let h = crate::hash::jhash_3words(src, ports, dst, meta.seed);
+    ((u64::from(h) * u64::from(meta.nsets)) >> 32) as u32
 }
 
 /// An address as four network-order words (IPv4 in the first).

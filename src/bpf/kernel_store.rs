@@ -31,6 +31,7 @@ pub struct Maps {
     pub server_ids_dense: MapHandle,
     pub conn_cpus: MapHandle,
     pub conn_sets: MapHandle,
+    pub conn_meta: MapHandle,
     pub conn_fallback: MapHandle,
     pub stats: MapHandle,
     pub vip_stats: MapHandle,
@@ -61,6 +62,12 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
     ("server_ids", MapType::Hash, size_of::<types::sid_key>(), 4),
     ("server_ids_dense", MapType::Array, 4, 4),
     ("conn_cpus", MapType::Array, 4, 4),
+    (
+        "conn_meta",
+        MapType::Array,
+        4,
+        size_of::<types::conn_meta>(),
+    ),
     (
         "conn_sets",
         MapType::PercpuArray,
@@ -112,7 +119,7 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 17] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 18] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
@@ -127,6 +134,7 @@ impl Maps {
             ("server_ids_dense", &self.server_ids_dense),
             ("conn_cpus", &self.conn_cpus),
             ("conn_sets", &self.conn_sets),
+            ("conn_meta", &self.conn_meta),
             ("conn_fallback", &self.conn_fallback),
             ("stats", &self.stats),
             ("vip_stats", &self.vip_stats),
@@ -174,6 +182,7 @@ impl Maps {
             server_ids_dense: open("server_ids_dense")?,
             conn_cpus: open("conn_cpus")?,
             conn_sets: open("conn_sets")?,
+            conn_meta: open("conn_meta")?,
             conn_fallback: open("conn_fallback")?,
             stats: open("stats")?,
             vip_stats: open("vip_stats")?,
@@ -474,16 +483,24 @@ impl KernelStore {
         if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
             return Ok(Some(e.real));
         }
-        let mut found = None;
-        self.each_conn_set(|_, sets| {
-            for way in sets.iter().flat_map(|s| s.way.iter()) {
-                if found.is_none() && way.entry.real != 0 && bytes(&way.key) == bytes(key) {
-                    found = Some(way.entry.real);
-                }
-            }
-            false
-        })?;
-        Ok(found)
+        if self.conn_cpus()?.is_empty() {
+            return Ok(None);
+        }
+        let meta = get::<types::conn_meta>(&self.maps.conn_meta, &0u32.to_ne_bytes())?
+            .context("reading conn_meta")?;
+        let idx = abi::conn_set_index(key, &meta);
+        let copies = self
+            .maps
+            .conn_sets
+            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+            .context("reading a connection-table set")?
+            .unwrap_or_default();
+        Ok(copies
+            .iter()
+            .filter_map(|v| from_bytes::<types::conn_set>(v))
+            .flat_map(|s| s.way)
+            .find(|w| w.entry.real != 0 && bytes(&w.key) == bytes(key))
+            .map(|w| w.entry.real))
     }
 }
 

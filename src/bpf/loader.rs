@@ -101,8 +101,9 @@ impl Dataplane {
         } else {
             conn_sets(o.conn_table_size)
         };
+        let seed = random_u32()?;
         rodata.conn_nsets = nsets;
-        rodata.conn_seed = random_u32()?;
+        rodata.conn_seed = seed;
         let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
         let m = &mut open.maps;
         let sizes = [
@@ -130,6 +131,12 @@ impl Dataplane {
             options: options.clone(),
         };
         dp.mark_conn_cpus(cpus)?;
+        let meta = types::conn_meta { seed, nsets };
+        dp.skel
+            .maps
+            .conn_meta
+            .update(&0u32.to_ne_bytes(), super::abi::bytes(&meta), MapFlags::ANY)
+            .context("recording the connection-table seed")?;
         Ok(dp)
     }
 
@@ -170,6 +177,7 @@ impl Dataplane {
             server_ids_dense: h(&m.server_ids_dense)?,
             conn_cpus: h(&m.conn_cpus)?,
             conn_sets: h(&m.conn_sets)?,
+            conn_meta: h(&m.conn_meta)?,
             conn_fallback: h(&m.conn_fallback)?,
             stats: h(&m.stats)?,
             vip_stats: h(&m.vip_stats)?,
