@@ -15,6 +15,14 @@
 
 #define NSEC_PER_SEC 1000000000ull
 
+/* The clock of connection entries and the new-flow rate: CLOCK_MONOTONIC
+ * at tick resolution (a few ms), plenty for seconds-long windows and UDP
+ * timeouts, and cheaper to read than the precise clock. */
+INLINE __u64 conn_clock(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 /* Where a flow's entry lives: `set` in this CPU's table, or (NULL) the
  * shared table. Only meaningful when the VIP uses a table at all. */
 struct conn_loc {
@@ -90,8 +98,10 @@ INLINE __u32 conn_lookup(struct conn_loc loc, const struct pkt *p, const struct 
 			return 0;
 	}
 	if (p->flow.proto == IPPROTO_UDP) {
-		now = bpf_ktime_get_ns();
-		if (now - e->atime > (__u64)ctl->udp_timeout_s * NSEC_PER_SEC)
+		now = conn_clock();
+		/* at or past the timeout: a coarse clock may not move between
+		 * two packets, and a timeout of 0 must still expire them */
+		if (now - e->atime >= (__u64)ctl->udp_timeout_s * NSEC_PER_SEC)
 			return 0;
 		e->atime = now;
 	}
@@ -165,7 +175,7 @@ INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
 /* Remembers a new flow, unless this CPU is over the new-flow rate. */
 INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real, const struct lb_ctl *ctl)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = conn_clock();
 
 	if (over_conn_rate(ctl, now)) {
 		bump(p, STAT_CONN_RATE_LIMITED);
@@ -196,7 +206,7 @@ INLINE void conn_note(struct conn_loc loc, const struct pkt *p, __u32 real, cons
 		if (e && e->real == real)
 			return;
 	}
-	conn_write(loc, p, real, bpf_ktime_get_ns(), ctl);
+	conn_write(loc, p, real, conn_clock(), ctl);
 }
 
 #endif /* LB_CONN_H */
