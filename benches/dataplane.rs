@@ -45,6 +45,13 @@ const RUNS: usize = 20_000;
 /// Katran built with a new-flow limit no benchmark reaches, so that every
 /// SYN is inserted as ours are (its README says why).
 const KATRAN_OBJECT: &str = "balancer-norate.bpf.o";
+/// Katran's default build, for the SYN flood: at most
+/// KATRAN_MAX_CONN_RATE new flows per second per CPU are inserted.
+const KATRAN_DEFAULT_OBJECT: &str = "balancer.bpf.o";
+const KATRAN_MAX_CONN_RATE: u64 = 125_000;
+/// SYN-flood runs per program, measured in blocks of FLOOD_BLOCK rounds.
+const FLOOD_RUNS: usize = 5_000;
+const FLOOD_BLOCK: usize = 500;
 const CONTROL_TRIALS: usize = 3;
 
 const VIP_TCP4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -454,6 +461,53 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// SYNs of new flows beyond the new-flow rate. Before each block of
+    /// rounds Katran is taken over its limit by a burst of SYNs (with most
+    /// of its one-second window still ahead); a block during which its
+    /// window ended (so some of its SYNs were inserted) is measured again.
+    /// Returns how many SYNs ours was sent.
+    fn measure_flood(&mut self, case: &mut Case, cpu: usize) -> Result<u64> {
+        self.first(case)?;
+        let mut sent = 1;
+        let rate = self.katran.map(|k| k.map("stats")).transpose()?;
+        let mut burst = case.frame.clone();
+        let started = Instant::now();
+        while case.samples[OURS].len() < FLOOD_RUNS {
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "could not take Katran over its new-flow limit"
+            );
+            let mut window = None;
+            if let (Some(k), Some(stats)) = (self.katran, &rate) {
+                loop {
+                    let (count, start) = k.conn_rate(stats, cpu)?;
+                    if count > KATRAN_MAX_CONN_RATE && monotonic_ns() < start + 600_000_000 {
+                        window = Some(start);
+                        break;
+                    }
+                    for _ in 0..1000 {
+                        set_v4_client(&mut burst, *self.flow_no);
+                        *self.flow_no += 1;
+                        run_timed(&k.prog(), &burst, &mut self.out)?;
+                    }
+                }
+            }
+            let kept = case.samples.each_ref().map(Vec::len);
+            for r in 0..FLOOD_BLOCK {
+                self.round(case, r, true)?;
+            }
+            sent += FLOOD_BLOCK as u64;
+            if let (Some(k), Some(stats), Some(start)) = (self.katran, &rate, window) {
+                if k.conn_rate(stats, cpu)?.1 != start {
+                    for (s, n) in case.samples.iter_mut().zip(kept) {
+                        s.truncate(n);
+                    }
+                }
+            }
+        }
+        Ok(sent)
+    }
+
     fn measure(&mut self, cases: &mut [Case], rounds: usize, expect: &[Expect]) -> Result<()> {
         for case in cases.iter_mut() {
             self.first(case)?;
@@ -519,6 +573,17 @@ fn pin_to_current_cpu() -> Result<usize> {
         }
         Ok(cpu as usize)
     }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn percentile(sorted: &[u64], p: usize) -> u64 {
@@ -633,6 +698,36 @@ fn dataplane_section(cpu: usize) -> Result<()> {
         };
         s.measure(&mut cases, RUNS, expect)?;
         results.extend(cases);
+    }
+
+    // A SYN flood: new flows beyond max_conn_rate, not inserted. Ours gets a
+    // limit of one new flow per second, so all but about one SYN a second
+    // are over it; Katran's default build is taken over its limit before
+    // each measured block (see measure_flood).
+    {
+        let ours = load_ours(Tables::PerCpu, &dir, Some(1))?;
+        let katran = load_katran(Tables::PerCpu, KATRAN_DEFAULT_OBJECT, "flood")?;
+        let mut case = Case::new("SYN flood (over max_conn_rate)", syn, true, XDP_TX);
+        let stats = ours.maps()?.stats;
+        let before = read_stats(&stats)?;
+        let mut s = Session {
+            ours: &ours,
+            katran: katran.as_ref(),
+            flow_no: &mut flow_no,
+            out: vec![0u8; 512],
+        };
+        let sent = s.measure_flood(&mut case, cpu)?;
+        let after = read_stats(&stats)?;
+        let stat = |x: lb_stat| after[x.0 as usize] - before[x.0 as usize];
+        let (limited, syns) = (
+            stat(lb_stat::STAT_CONN_RATE_LIMITED),
+            stat(lb_stat::STAT_CONN_MISS_TCP_SYN),
+        );
+        ensure!(
+            syns == sent && limited + 1 + started.elapsed().as_secs() >= sent,
+            "SYN flood: {limited} of {sent} SYNs over the rate ({syns} counted as new flows)"
+        );
+        results.push(case);
     }
 
     println!(

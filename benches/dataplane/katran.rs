@@ -101,6 +101,28 @@ impl Katran {
         Ok(k)
     }
 
+    /// A map Katran pinned.
+    pub fn map(&self, name: &str) -> Result<libbpf_rs::MapHandle> {
+        libbpf_rs::MapHandle::from_pinned_path(self.pin.join("maps").join(name))
+            .with_context(|| format!("opening Katran's map {name}"))
+    }
+
+    /// Katran's new-flow rate state on `cpu`: (new flows in the current
+    /// window, the window's start in CLOCK_MONOTONIC ns). Katran keeps it in
+    /// its `stats` array at MAX_VIPS (512) + NEW_CONN_RATE_CNTR (2), as
+    /// `struct lb_stats {v1, v2}`.
+    pub fn conn_rate(&self, stats: &libbpf_rs::MapHandle, cpu: usize) -> Result<(u64, u64)> {
+        use libbpf_rs::MapCore;
+        let per_cpu = stats
+            .lookup_percpu(&514u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .context("reading Katran's stats")?
+            .context("Katran's stats has no entry 514")?;
+        let v = per_cpu.get(cpu).context("no such CPU")?;
+        ensure!(v.len() >= 16, "Katran's stats values are not lb_stats");
+        let word = |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
+        Ok((word(0), word(1)))
+    }
+
     /// Katran's XDP program.
     pub fn prog(&self) -> BorrowedFd<'_> {
         self.prog.as_ref().expect("set by load").as_fd()
