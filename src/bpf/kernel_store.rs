@@ -384,7 +384,7 @@ impl KernelStore {
             None => holds_k.then(types::vip_slot::default),
             Some(m) => {
                 let free = cur.key.proto == 0 || (cur.key.scope & 1) != active;
-                (free || holds_k).then(|| types::vip_slot { key: *k, meta: *m })
+                (free || holds_k).then_some(types::vip_slot { key: *k, meta: *m })
             }
         };
         if let Some(v) = write {
