@@ -5,7 +5,8 @@
  * per-CPU set-associative array (`conn_sets`, see enum conn_layout in
  * lb_types.h): found with an inlined array lookup and a few compares, and
  * inserted into without allocating. Other CPUs, and every CPU with
- * conn_table = "shared", use the LRU hash `conn_fallback`. Inserts of new
+ * conn_table = "shared", use the shared LRU hashes `conn_fallback4` (IPv4
+ * flows, 16-byte keys) and `conn_fallback` (IPv6). Inserts of new
  * flows are limited to `max_conn_rate` per second per CPU.
  */
 #ifndef LB_CONN_H
@@ -48,6 +49,31 @@ INLINE struct conn_loc conn_locate(const struct pkt *p)
 	idx = ((__u64)conn_hash(&p->flow) * conn_nsets) >> 32;
 	loc.set = bpf_map_lookup_elem(&conn_sets, &idx);
 	return loc;
+}
+
+/* The shared table's IPv4 key of the flow. */
+INLINE struct flow_key4 flow4(const struct pkt *p)
+{
+	struct flow_key4 k = {
+		.src = p->flow.src[0],
+		.dst = p->flow.dst[0],
+		.sport = p->flow.sport,
+		.dport = p->flow.dport,
+		.proto = p->flow.proto,
+	};
+
+	return k;
+}
+
+/* The flow's entry in the shared table, or NULL. */
+INLINE struct conn_entry *shared_lookup(const struct pkt *p)
+{
+	struct flow_key4 k;
+
+	if (p->v6)
+		return bpf_map_lookup_elem(&conn_fallback, &p->flow);
+	k = flow4(p);
+	return bpf_map_lookup_elem(&conn_fallback4, &k);
 }
 
 INLINE int same_flow(const struct flow_key *a, const struct flow_key *b)
@@ -93,7 +119,7 @@ INLINE __u32 conn_lookup(struct conn_loc loc, const struct pkt *p, const struct 
 		if (!(e->flags & CONN_REF))
 			e->flags |= CONN_REF;
 	} else {
-		e = bpf_map_lookup_elem(&conn_fallback, &p->flow);
+		e = shared_lookup(p);
 		if (!e)
 			return 0;
 	}
@@ -141,6 +167,18 @@ INLINE void set_store(struct conn_set *set, const struct pkt *p, __u32 real, __u
 	w->entry.atime = now;
 }
 
+INLINE void shared_update(const struct pkt *p, const struct conn_entry *e)
+{
+	struct flow_key4 k;
+
+	if (p->v6) {
+		bpf_map_update_elem(&conn_fallback, &p->flow, e, BPF_ANY);
+		return;
+	}
+	k = flow4(p);
+	bpf_map_update_elem(&conn_fallback4, &k, e, BPF_ANY);
+}
+
 INLINE void conn_write(struct conn_loc loc, const struct pkt *p, __u32 real, __u64 now,
 		       const struct lb_ctl *ctl)
 {
@@ -149,7 +187,7 @@ INLINE void conn_write(struct conn_loc loc, const struct pkt *p, __u32 real, __u
 	if (loc.set)
 		set_store(loc.set, p, real, now, ctl);
 	else
-		bpf_map_update_elem(&conn_fallback, &p->flow, &e, BPF_ANY);
+		shared_update(p, &e);
 }
 
 /* Whether this CPU has seen more new flows this second than allowed. */
@@ -202,7 +240,7 @@ INLINE void conn_note(struct conn_loc loc, const struct pkt *p, __u32 real, cons
 		if (i < CONN_WAYS && loc.set->way[i].entry.real == real)
 			return;
 	} else {
-		e = bpf_map_lookup_elem(&conn_fallback, &p->flow);
+		e = shared_lookup(p);
 		if (e && e->real == real)
 			return;
 	}

@@ -129,7 +129,15 @@ struct {
 	__type(value, struct conn_meta);
 } conn_meta SEC(".maps");
 
-/* ...and the shared table for CPUs that have none. */
+/* ...and the shared table for CPUs that have none: IPv4 flows... */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct flow_key4);
+	__type(value, struct conn_entry);
+} conn_fallback4 SEC(".maps");
+
+/* ...and IPv6 flows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1);

@@ -23,6 +23,7 @@ const _: () = assert!(size_of::<types::backend>() == 12);
 const _: () = assert!(size_of::<types::sid_key>() == 8);
 const _: () = assert!(size_of::<types::lb_ctl>() == 68);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
+const _: () = assert!(size_of::<types::flow_key4>() == 16);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
 const _: () = assert!(size_of::<types::conn_way>() == 56);
 const _: () =
@@ -51,6 +52,7 @@ unsafe impl Pod for types::backend {}
 unsafe impl Pod for types::sid_key {}
 unsafe impl Pod for types::lb_ctl {}
 unsafe impl Pod for types::flow_key {}
+unsafe impl Pod for types::flow_key4 {}
 unsafe impl Pod for types::conn_entry {}
 unsafe impl Pod for types::conn_way {}
 unsafe impl Pod for types::conn_set {}
@@ -104,6 +106,19 @@ pub fn conn_set_index(f: &types::flow_key, meta: &types::conn_meta) -> u32 {
     let ports = u32::from(f.sport) | (u32::from(f.dport) << 16);
     let h = crate::hash::jhash_3words(src, ports, dst, meta.seed);
     ((u64::from(h) * u64::from(meta.nsets)) >> 32) as u32
+}
+
+/// The shared IPv4 table's key of a flow whose addresses are IPv4 (the other
+/// words zero), or `None`.
+pub fn flow_key4(f: &types::flow_key) -> Option<types::flow_key4> {
+    (f.src[1..] == [0; 3] && f.dst[1..] == [0; 3]).then_some(types::flow_key4 {
+        src: f.src[0],
+        dst: f.dst[0],
+        sport: f.sport,
+        dport: f.dport,
+        proto: f.proto,
+        ..Default::default()
+    })
 }
 
 /// An address as four network-order words (IPv4 in the first).

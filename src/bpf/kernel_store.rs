@@ -32,6 +32,7 @@ pub struct Maps {
     pub conn_cpus: MapHandle,
     pub conn_sets: MapHandle,
     pub conn_meta: MapHandle,
+    pub conn_fallback4: MapHandle,
     pub conn_fallback: MapHandle,
     pub stats: MapHandle,
     pub vip_stats: MapHandle,
@@ -73,6 +74,12 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         MapType::PercpuArray,
         4,
         size_of::<types::conn_set>(),
+    ),
+    (
+        "conn_fallback4",
+        MapType::LruHash,
+        size_of::<types::flow_key4>(),
+        size_of::<types::conn_entry>(),
     ),
     (
         "conn_fallback",
@@ -119,7 +126,7 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 18] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 19] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
@@ -135,6 +142,7 @@ impl Maps {
             ("conn_cpus", &self.conn_cpus),
             ("conn_sets", &self.conn_sets),
             ("conn_meta", &self.conn_meta),
+            ("conn_fallback4", &self.conn_fallback4),
             ("conn_fallback", &self.conn_fallback),
             ("stats", &self.stats),
             ("vip_stats", &self.vip_stats),
@@ -183,6 +191,7 @@ impl Maps {
             conn_cpus: open("conn_cpus")?,
             conn_sets: open("conn_sets")?,
             conn_meta: open("conn_meta")?,
+            conn_fallback4: open("conn_fallback4")?,
             conn_fallback: open("conn_fallback")?,
             stats: open("stats")?,
             vip_stats: open("vip_stats")?,
@@ -480,6 +489,11 @@ impl KernelStore {
     /// The real index a connection-table entry names for `key`: the shared
     /// table first, then every per-CPU table.
     pub fn conn_entry(&self, key: &types::flow_key) -> Result<Option<u32>> {
+        if let Some(k4) = abi::flow_key4(key) {
+            if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback4, bytes(&k4))? {
+                return Ok(Some(e.real));
+            }
+        }
         if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
             return Ok(Some(e.real));
         }
@@ -744,6 +758,13 @@ impl MapStore for KernelStore {
 
     fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
         let mut purged = 0;
+        let table = &self.maps.conn_fallback4;
+        for (key, entry) in all::<types::flow_key4, types::conn_entry>(table)? {
+            if entry.real == idx {
+                delete_if_present(table, bytes(&key))?;
+                purged += 1;
+            }
+        }
         let table = &self.maps.conn_fallback;
         for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
             if entry.real == idx {
