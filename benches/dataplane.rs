@@ -3,31 +3,55 @@
 //! Dataplane: every path is timed by the kernel with BPF_PROG_TEST_RUN at
 //! `repeat = 1` (one system call per packet on a fresh copy of the frame:
 //! the kernel does not restore a frame the program rewrote between
-//! repeats). Paths run interleaved, one packet each per round, so drift
-//! (frequency, other load) spreads over all of them alike. The balancer is
-//! loaded with per-CPU connection tables, as in production, and this thread
-//! is pinned to one CPU so flows stay in that CPU's table.
+//! repeats), for three programs side by side: ours, Katran's own balancer
+//! (loaded from `../shared/bench/katran`, see `dataplane/katran.rs`) and a
+//! program that only returns XDP_PASS (the floor). Each round runs every
+//! path once on each program, paths and programs interleaved, so drift
+//! (frequency, other load) spreads over all of them alike; the ratio of
+//! medians is what holds between runs. Table settings are compared like
+//! for like: our per-CPU tables with Katran's per-CPU LRU tables of the same
+//! size, our shared table with its shared fallback table. This thread is
+//! pinned to one CPU so flows stay in that CPU's table. One line per path:
+//! `vs-katran PATH: ours N ns, katran N ns, floor N ns, ratio R`, or
+//! `skipped: vs-katran: REASON` (a failure under KATRAN_REQUIRE_PRIVILEGED=1).
 //!
 //! Control plane: `apply` of a large configuration into freshly loaded maps,
 //! then of the same configuration with one weight changed.
 //!
 //! Run with `cargo bench --bench dataplane` as root.
 
+#[path = "dataplane/katran.rs"]
+mod katran_side;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use katran::apply::apply;
 use katran::bpf::abi::types::lb_stat;
 use katran::bpf::loader::{route_libbpf_log, Dataplane, LoadOptions};
 use katran::hash::real_hash;
+use katran::live::load_options;
 use katran::maglev::{ring_v1, ring_v2, Endpoint};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_timed, verdict_name, XDP_PASS, XDP_TX};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, ProgramMut};
+use katran::testrun::{run_once, run_timed, verdict_name, XDP_PASS, XDP_TX};
+use katran_side::{Katran, Lru};
+use libbpf_rs::MapHandle;
 
 const WARMUP: usize = 1_000;
 const RUNS: usize = 20_000;
+/// Katran built with a new-flow limit no benchmark reaches, so that every
+/// SYN is inserted as ours are (its README says why).
+const KATRAN_OBJECT: &str = "balancer-norate.bpf.o";
+/// Katran's default build, for the SYN flood: at most
+/// KATRAN_MAX_CONN_RATE new flows per second per CPU are inserted.
+const KATRAN_DEFAULT_OBJECT: &str = "balancer.bpf.o";
+const KATRAN_MAX_CONN_RATE: u64 = 125_000;
+/// SYN-flood runs per program, measured in blocks of FLOOD_BLOCK rounds.
+const FLOOD_RUNS: usize = 5_000;
+const FLOOD_BLOCK: usize = 500;
 const CONTROL_TRIALS: usize = 3;
 
 const VIP_TCP4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -245,48 +269,290 @@ fn dataplane_state() -> State {
     state
 }
 
+/// Connection-table settings, each compared with Katran's like for like:
+/// our per-CPU tables with its per-CPU LRU tables of the same size, our
+/// shared table with its shared `fallback_cache`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Prog {
-    Balancer,
-    PassFloor,
+enum Tables {
+    PerCpu,
+    Shared,
 }
 
-struct Path {
-    name: &'static str,
-    prog: Prog,
-    frame: Vec<u8>,
-    /// A new client address and port for every run.
-    new_flow: bool,
-    verdict: u32,
-    samples: Vec<u64>,
-}
+impl Tables {
+    /// The benchmark state in the shared folder Katran is provisioned from.
+    fn toml(self) -> &'static str {
+        match self {
+            Tables::PerCpu => "bench_pcpu.toml",
+            Tables::Shared => "bench_shared.toml",
+        }
+    }
 
-impl Path {
-    fn new(name: &'static str, prog: Prog, frame: Vec<u8>, new_flow: bool, verdict: u32) -> Path {
-        Path {
-            name,
-            prog,
-            frame,
-            new_flow,
-            verdict,
-            samples: Vec::with_capacity(RUNS),
+    fn katran_lru(self) -> Lru {
+        match self {
+            Tables::PerCpu => Lru::PerCpu(PER_CPU_TABLE),
+            Tables::Shared => Lru::Fallback,
+        }
+    }
+
+    /// Load options equal to what `toml()` asks for, when it is absent.
+    fn builtin_options(self) -> LoadOptions {
+        match self {
+            Tables::PerCpu => LoadOptions {
+                conn_table_size: PER_CPU_TABLE,
+                ..LoadOptions::default()
+            },
+            Tables::Shared => LoadOptions {
+                fallback_table_size: SHARED_TABLE,
+                forwarding_cpus: Some(Vec::new()),
+                ..LoadOptions::default()
+            },
         }
     }
 }
 
+/// Entries of each per-CPU table (ours and Katran's).
+const PER_CPU_TABLE: u32 = 65_536;
+/// Entries of our shared table (Katran's fallback_cache holds 1,000).
+const SHARED_TABLE: u32 = 1024;
+
+/// Loads ours with the settings and state of the TOML file Katran gets,
+/// or, without the shared folder, with the built-in copy of that state;
+/// `max_conn_rate` replaces the file's when given.
+fn load_ours(tables: Tables, dir: &Path, max_conn_rate: Option<u32>) -> Result<Dataplane> {
+    let path = dir.join(tables.toml());
+    let (options, mut state) = if path.exists() {
+        let loaded = katran::config::load(&path).map_err(|e| anyhow!("{e}"))?;
+        (load_options(&loaded.config.settings), loaded.config.state)
+    } else {
+        (tables.builtin_options(), dataplane_state())
+    };
+    if let Some(rate) = max_conn_rate {
+        state.globals.max_conn_rate = rate;
+    }
+    let dp = Dataplane::load(&options).context("loading the balancer")?;
+    apply(&mut dp.store()?, &state).context("applying the benchmark state")?;
+    Ok(dp)
+}
+
+/// One measured path: a frame and the verdict every balancer gives it.
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    /// A new client address and port for every round.
+    new_flow: bool,
+    verdict: u32,
+    /// ns per run, by program: ours, Katran's, the XDP_PASS floor.
+    samples: [Vec<u64>; 3],
+}
+
+const OURS: usize = 0;
+const KATRAN: usize = 1;
+const FLOOR: usize = 2;
+
+impl Case {
+    fn new(name: &'static str, frame: Vec<u8>, new_flow: bool, verdict: u32) -> Case {
+        Case {
+            name,
+            frame,
+            new_flow,
+            verdict,
+            samples: Default::default(),
+        }
+    }
+
+    fn median(&mut self, prog: usize) -> u64 {
+        let s = &mut self.samples[prog];
+        s.sort_unstable();
+        percentile(s, 50)
+    }
+
+    /// Mean of the middle half: as robust as the median, and finer than
+    /// the kernel's clock steps (about 10 ns here), so small changes show.
+    fn interquartile_mean(&mut self, prog: usize) -> f64 {
+        let s = &mut self.samples[prog];
+        s.sort_unstable();
+        let mid = &s[s.len() / 4..s.len() * 3 / 4];
+        mid.iter().sum::<u64>() as f64 / mid.len() as f64
+    }
+}
+
+/// What the counters of ours must show after the measured rounds: the
+/// named counters together moved by `want`.
+type Expect = (&'static [lb_stat], u64, &'static str);
+
+/// Runs `cases` round after round, each case on every program in turn
+/// (the order rotating), and checks from our counters that every measured
+/// run took the path its case is named after. Katran's first output frame
+/// of each case must be byte-identical to ours.
+struct Session<'a> {
+    ours: &'a Dataplane,
+    katran: Option<&'a Katran>,
+    flow_no: &'a mut u32,
+    out: Vec<u8>,
+}
+
+/// The programs a session runs, each with its slot in `Case::samples`.
+fn progs<'a>(ours: &'a Dataplane, katran: Option<&'a Katran>) -> Vec<(usize, BorrowedFd<'a>)> {
+    let mut v = vec![(OURS, ours.balancer().as_fd())];
+    if let Some(k) = katran {
+        v.push((KATRAN, k.prog()));
+    }
+    v.push((FLOOR, ours.pass_floor().as_fd()));
+    v
+}
+
+impl Session<'_> {
+    fn next_flow(&mut self, case: &mut Case) {
+        if case.new_flow {
+            set_v4_client(&mut case.frame, *self.flow_no);
+            *self.flow_no += 1;
+        }
+    }
+
+    /// One round of one case: every program once, in an order set by `turn`.
+    fn round(&mut self, case: &mut Case, turn: usize, record: bool) -> Result<()> {
+        self.next_flow(case);
+        let progs = progs(self.ours, self.katran);
+        let n = progs.len();
+        for k in 0..n {
+            let (which, fd) = progs[(turn + k) % n];
+            let want = if which == FLOOR {
+                XDP_PASS
+            } else {
+                case.verdict
+            };
+            let (verdict, ns) = run_timed(&fd, &case.frame, &mut self.out)?;
+            ensure!(
+                verdict == want,
+                "{} ({}): verdict {} (expected {})",
+                case.name,
+                ["ours", "katran", "floor"][which],
+                verdict_name(verdict),
+                verdict_name(want)
+            );
+            if record {
+                case.samples[which].push(ns);
+            }
+        }
+        Ok(())
+    }
+
+    /// The first packet of each case: puts established flows in the
+    /// tables, and compares Katran's frame with ours.
+    fn first(&mut self, case: &mut Case) -> Result<()> {
+        self.next_flow(case);
+        let (v, ours) = run_once(self.ours.balancer(), &case.frame)?;
+        ensure!(
+            v == case.verdict,
+            "{}: verdict {}",
+            case.name,
+            verdict_name(v)
+        );
+        if let Some(k) = self.katran {
+            let (kv, theirs) = run_once(&k.prog(), &case.frame)?;
+            ensure!(
+                kv == v && theirs == ours,
+                "{}: Katran answers {} with a different frame than ours ({})",
+                case.name,
+                verdict_name(kv),
+                verdict_name(v)
+            );
+        }
+        Ok(())
+    }
+
+    /// SYNs of new flows beyond the new-flow rate. Before each block of
+    /// rounds Katran is taken over its limit by a burst of SYNs (with most
+    /// of its one-second window still ahead); a block during which its
+    /// window ended (so some of its SYNs were inserted) is measured again.
+    /// Returns how many SYNs ours was sent.
+    fn measure_flood(&mut self, case: &mut Case, cpu: usize) -> Result<u64> {
+        self.first(case)?;
+        let mut sent = 1;
+        let rate = self.katran.map(|k| k.map("stats")).transpose()?;
+        let mut burst = case.frame.clone();
+        let started = Instant::now();
+        while case.samples[OURS].len() < FLOOD_RUNS {
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "could not take Katran over its new-flow limit"
+            );
+            let mut window = None;
+            if let (Some(k), Some(stats)) = (self.katran, &rate) {
+                loop {
+                    let (count, start) = k.conn_rate(stats, cpu)?;
+                    if count > KATRAN_MAX_CONN_RATE && monotonic_ns() < start + 600_000_000 {
+                        window = Some(start);
+                        break;
+                    }
+                    for _ in 0..1000 {
+                        set_v4_client(&mut burst, *self.flow_no);
+                        *self.flow_no += 1;
+                        run_timed(&k.prog(), &burst, &mut self.out)?;
+                    }
+                }
+            }
+            let kept = case.samples.each_ref().map(Vec::len);
+            for r in 0..FLOOD_BLOCK {
+                self.round(case, r, true)?;
+            }
+            sent += FLOOD_BLOCK as u64;
+            if let (Some(k), Some(stats), Some(start)) = (self.katran, &rate, window) {
+                if k.conn_rate(stats, cpu)?.1 != start {
+                    for (s, n) in case.samples.iter_mut().zip(kept) {
+                        s.truncate(n);
+                    }
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    fn measure(&mut self, cases: &mut [Case], rounds: usize, expect: &[Expect]) -> Result<()> {
+        for case in cases.iter_mut() {
+            self.first(case)?;
+        }
+        self.rounds(cases, 0, WARMUP, false)?;
+        let stats = self.ours.maps()?.stats;
+        let before = read_stats(&stats)?;
+        self.rounds(cases, WARMUP, rounds, true)?;
+        check_counters(&before, &read_stats(&stats)?, expect)
+    }
+
+    fn rounds(
+        &mut self,
+        cases: &mut [Case],
+        from: usize,
+        rounds: usize,
+        record: bool,
+    ) -> Result<()> {
+        let n = cases.len();
+        for round in from..from + rounds {
+            for k in 0..n {
+                self.round(&mut cases[(round + k) % n], round + k, record)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_counters(before: &[u64], after: &[u64], expect: &[Expect]) -> Result<()> {
+    for (stats, want, what) in expect {
+        let got: u64 = stats
+            .iter()
+            .map(|s| after[s.0 as usize] - before[s.0 as usize])
+            .sum();
+        ensure!(
+            got == *want,
+            "the measured runs counted {got} {what}, expected {want}: \
+             some path did not take the branch it is named after"
+        );
+    }
+    Ok(())
+}
+
 fn read_stats(stats: &MapHandle) -> Result<Vec<u64>> {
-    (0..lb_stat::STAT__COUNT.0)
-        .map(|i| {
-            let per_cpu = stats
-                .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
-                .context("reading the stats map")?
-                .unwrap_or_default();
-            Ok(per_cpu
-                .iter()
-                .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
-                .sum())
-        })
-        .collect()
+    katran::stats::global(stats)
 }
 
 /// Pins this thread to the CPU it runs on, so every run uses one CPU's
@@ -309,15 +575,46 @@ fn pin_to_current_cpu() -> Result<usize> {
     }
 }
 
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn percentile(sorted: &[u64], p: usize) -> u64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
+fn require_privileged() -> bool {
+    std::env::var_os("KATRAN_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
+}
+
 fn dataplane_section(cpu: usize) -> Result<()> {
-    let dp = Dataplane::load(&LoadOptions::default()).context("loading the balancer")?;
-    let mut store = dp.store()?;
-    apply(&mut store, &dataplane_state()).context("applying the benchmark state")?;
-    let stats = &store.maps.stats;
+    let dir = katran_side::bench_dir();
+    let katran_ok = match katran_side::unavailable(&dir) {
+        None => true,
+        Some(reason) if require_privileged() => {
+            bail!("vs-katran cannot run: {reason} (KATRAN_REQUIRE_PRIVILEGED=1 forbids skipping)")
+        }
+        Some(reason) => {
+            println!("skipped: vs-katran: {reason}");
+            false
+        }
+    };
+    let load_katran = |tables: Tables, object: &str, tag: &str| -> Result<Option<Katran>> {
+        if !katran_ok {
+            return Ok(None);
+        }
+        let config = dir.join(tables.toml()).display().to_string();
+        Katran::load(&dir, object, tables.katran_lru(), &config, tag)
+            .map(Some)
+            .context("loading Katran")
+    };
 
     let syn = ipv4_frame(CLIENT4, VIP_TCP4, Proto::Tcp, &tcp(40000, 80, TCP_SYN, 0));
     let ack4 = ipv4_frame(CLIENT4, VIP_TCP4, Proto::Tcp, &tcp(40001, 80, TCP_ACK, 32));
@@ -331,123 +628,142 @@ fn dataplane_section(cpu: usize) -> Result<()> {
     let udp4 = ipv4_frame(CLIENT4, VIP_UDP, Proto::Udp, &udp(40004, 53, &[0x5a; 32]));
     let other = ipv4_frame(CLIENT4, NOT_A_VIP, Proto::Tcp, &tcp(40005, 80, TCP_ACK, 32));
 
-    let mut paths = [
-        Path::new(
-            "XDP_PASS only (floor)",
-            Prog::PassFloor,
-            other.clone(),
-            false,
-            XDP_PASS,
-        ),
-        Path::new("non-VIP pass", Prog::Balancer, other, false, XDP_PASS),
-        Path::new("new TCP flow v4", Prog::Balancer, syn, true, XDP_TX),
-        Path::new("established flow v4", Prog::Balancer, ack4, false, XDP_TX),
-        Path::new("established flow v6", Prog::Balancer, ack6, false, XDP_TX),
-        Path::new(
-            "QUIC short header with CID",
-            Prog::Balancer,
-            quic,
-            false,
-            XDP_TX,
-        ),
-        Path::new("UDP", Prog::Balancer, udp4, false, XDP_TX),
-    ];
-
-    let prog_of = |p: Prog| -> &ProgramMut<'static> {
-        match p {
-            Prog::Balancer => dp.balancer(),
-            Prog::PassFloor => dp.pass_floor(),
-        }
-    };
-    let mut out = vec![0u8; 512];
-    let mut flow_no: u32 = 0;
-    let mut one = |path: &mut Path, record: bool| -> Result<()> {
-        if path.new_flow {
-            set_v4_client(&mut path.frame, flow_no);
-            flow_no += 1;
-        }
-        let (verdict, ns) = run_timed(prog_of(path.prog), &path.frame, &mut out)?;
-        ensure!(
-            verdict == path.verdict,
-            "{}: verdict {} (expected {})",
-            path.name,
-            verdict_name(verdict),
-            verdict_name(path.verdict)
-        );
-        if record {
-            path.samples.push(ns);
-        }
-        Ok(())
-    };
-
-    // The first packet of each established path puts its flow in the table.
-    for path in paths.iter_mut() {
-        one(path, false)?;
-    }
-    for round in 0..WARMUP {
-        let n = paths.len();
-        for k in 0..n {
-            one(&mut paths[(round + k) % n], false)?;
-        }
-    }
-    let before = read_stats(stats)?;
+    let mut flow_no = 0;
+    let mut results: Vec<Case> = Vec::new();
     let started = Instant::now();
-    for round in 0..RUNS {
-        let n = paths.len();
-        for k in 0..n {
-            one(&mut paths[(round + k) % n], true)?;
-        }
-    }
-    let elapsed = started.elapsed();
-    let after = read_stats(stats)?;
-    check_paths(&before, &after)?;
 
-    println!("dataplane benchmark (BPF_PROG_TEST_RUN, repeat=1, {RUNS} runs/path, ns/packet)");
-    println!(
-        "per-CPU connection tables, pinned to CPU {cpu}, {WARMUP} warm-up rounds, \
-         paths interleaved ({:.1} s)",
-        elapsed.as_secs_f64()
-    );
-    println!("{:<28}{:>7}{:>7}{:>7}", "path", "median", "p10", "p90");
-    for path in paths.iter_mut() {
-        path.samples.sort_unstable();
-        let s = &path.samples;
-        println!(
-            "{:<28}{:>7}{:>7}{:>7}",
-            path.name,
-            percentile(s, 50),
-            percentile(s, 10),
-            percentile(s, 90)
+    // Per-CPU tables: every path.
+    {
+        let ours = load_ours(Tables::PerCpu, &dir, None)?;
+        let katran = load_katran(Tables::PerCpu, KATRAN_OBJECT, "pcpu")?;
+        let mut cases = vec![
+            Case::new("non-VIP", other, false, XDP_PASS),
+            Case::new("established v4 per-CPU", ack4.clone(), false, XDP_TX),
+            Case::new("new flow per-CPU", syn.clone(), true, XDP_TX),
+            Case::new("established v6", ack6, false, XDP_TX),
+            Case::new("UDP", udp4, false, XDP_TX),
+            Case::new("QUIC server id", quic, false, XDP_TX),
+        ];
+        let r = RUNS as u64;
+        use lb_stat as S;
+        let expect: &[Expect] = &[
+            (&[S::STAT_CONN_MISS_TCP_SYN], r, "new TCP flows"),
+            (&[S::STAT_CONN_HIT], 3 * r, "connection-table hits"),
+            (&[S::STAT_QUIC_CID_ROUTED], r, "QUIC id routings"),
+            (&[S::STAT_XDP_PASS], r, "passes"),
+            (&[S::STAT_XDP_TX], 5 * r, "transmits"),
+            (&[S::STAT_CONN_MISS_TCP_NONSYN], 0, "TCP table misses"),
+            (&[S::STAT_CONN_MISS_UDP], 0, "UDP table misses"),
+            (&[S::STAT_CONN_RATE_LIMITED], 0, "rate-limited inserts"),
+            (&[S::STAT_FALLBACK_TABLE], 0, "fallback-table uses"),
+            (&[S::STAT_XDP_DROP], 0, "drops"),
+        ];
+        let mut s = Session {
+            ours: &ours,
+            katran: katran.as_ref(),
+            flow_no: &mut flow_no,
+            out: vec![0u8; 512],
+        };
+        s.measure(&mut cases, RUNS, expect)?;
+        results.extend(cases);
+    }
+
+    // The shared table: the paths that touch it on every packet. Its 1,024
+    // entries are far fewer than the new flows, so an established flow may
+    // now and then be evicted and come back as a table miss.
+    {
+        let ours = load_ours(Tables::Shared, &dir, None)?;
+        let katran = load_katran(Tables::Shared, KATRAN_OBJECT, "shared")?;
+        let mut cases = vec![
+            Case::new("established v4 shared", ack4, false, XDP_TX),
+            Case::new("new flow shared", syn.clone(), true, XDP_TX),
+        ];
+        let r = RUNS as u64;
+        use lb_stat as S;
+        let expect: &[Expect] = &[
+            (&[S::STAT_CONN_MISS_TCP_SYN], r, "new TCP flows"),
+            (
+                &[S::STAT_CONN_HIT, S::STAT_CONN_MISS_TCP_NONSYN],
+                r,
+                "connection-table hits and misses",
+            ),
+            (&[S::STAT_XDP_TX], 2 * r, "transmits"),
+            (&[S::STAT_CONN_RATE_LIMITED], 0, "rate-limited inserts"),
+        ];
+        let mut s = Session {
+            ours: &ours,
+            katran: katran.as_ref(),
+            flow_no: &mut flow_no,
+            out: vec![0u8; 512],
+        };
+        s.measure(&mut cases, RUNS, expect)?;
+        results.extend(cases);
+    }
+
+    // A SYN flood: new flows beyond max_conn_rate, not inserted. Ours gets a
+    // limit of one new flow per second, so all but about one SYN a second
+    // are over it; Katran's default build is taken over its limit before
+    // each measured block (see measure_flood).
+    {
+        let ours = load_ours(Tables::PerCpu, &dir, Some(1))?;
+        let katran = load_katran(Tables::PerCpu, KATRAN_DEFAULT_OBJECT, "flood")?;
+        let mut case = Case::new("SYN flood (over max_conn_rate)", syn, true, XDP_TX);
+        let stats = ours.maps()?.stats;
+        let before = read_stats(&stats)?;
+        let mut s = Session {
+            ours: &ours,
+            katran: katran.as_ref(),
+            flow_no: &mut flow_no,
+            out: vec![0u8; 512],
+        };
+        let sent = s.measure_flood(&mut case, cpu)?;
+        let after = read_stats(&stats)?;
+        let stat = |x: lb_stat| after[x.0 as usize] - before[x.0 as usize];
+        let (limited, syns) = (
+            stat(lb_stat::STAT_CONN_RATE_LIMITED),
+            stat(lb_stat::STAT_CONN_MISS_TCP_SYN),
         );
-    }
-    Ok(())
-}
-
-/// Checks from the counters that each measured run took the path it names:
-/// every SYN was a table miss and was inserted, every ACK and plain UDP
-/// packet a table hit, every QUIC packet routed by its connection id.
-fn check_paths(before: &[u64], after: &[u64]) -> Result<()> {
-    let delta = |s: lb_stat| after[s.0 as usize] - before[s.0 as usize];
-    let runs = RUNS as u64;
-    let expect = [
-        (lb_stat::STAT_CONN_MISS_TCP_SYN, runs, "new TCP flows"),
-        (lb_stat::STAT_CONN_HIT, 3 * runs, "connection-table hits"),
-        (lb_stat::STAT_QUIC_CID_ROUTED, runs, "QUIC id routings"),
-        (lb_stat::STAT_XDP_PASS, runs, "passes"),
-        (lb_stat::STAT_XDP_TX, 5 * runs, "transmits"),
-        (lb_stat::STAT_CONN_MISS_TCP_NONSYN, 0, "TCP table misses"),
-        (lb_stat::STAT_CONN_MISS_UDP, 0, "UDP table misses"),
-        (lb_stat::STAT_CONN_RATE_LIMITED, 0, "rate-limited inserts"),
-        (lb_stat::STAT_FALLBACK_TABLE, 0, "fallback-table uses"),
-        (lb_stat::STAT_XDP_DROP, 0, "drops"),
-    ];
-    for (stat, want, what) in expect {
-        let got = delta(stat);
         ensure!(
-            got == want,
-            "the measured runs counted {got} {what}, expected {want}: \
-             some path did not take the branch it is named after"
+            syns == sent && limited + 1 + started.elapsed().as_secs() >= sent,
+            "SYN flood: {limited} of {sent} SYNs over the rate ({syns} counted as new flows)"
         );
+        results.push(case);
+    }
+
+    println!(
+        "dataplane, ours vs Katran's balancer (BPF_PROG_TEST_RUN, repeat=1; per path \
+         {RUNS} runs of each program after {WARMUP} warm-up rounds, ours / Katran / \
+         XDP_PASS floor interleaved, medians in ns/packet; pinned to CPU {cpu}; {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    // KATRAN_BENCH_DETAIL=1: finer figures under each line, for comparing
+    // two builds of ours.
+    let detail = std::env::var_os("KATRAN_BENCH_DETAIL").is_some_and(|v| v == "1");
+    for mut case in results {
+        let (ours, floor) = (case.median(OURS), case.median(FLOOR));
+        if katran_ok {
+            let theirs = case.median(KATRAN);
+            println!(
+                "vs-katran {}: ours {ours} ns, katran {theirs} ns, floor {floor} ns, ratio {:.2}",
+                case.name,
+                ours as f64 / theirs as f64
+            );
+            if detail {
+                let (o, k, f) = (
+                    case.interquartile_mean(OURS),
+                    case.interquartile_mean(KATRAN),
+                    case.interquartile_mean(FLOOR),
+                );
+                println!(
+                    "    interquartile means: ours {o:.1}, katran {k:.1}, floor {f:.1}, \
+                     ratio {:.3}, above the floor {:.3}",
+                    o / k,
+                    (o - f) / (k - f)
+                );
+            }
+        } else {
+            println!("dataplane {}: ours {ours} ns, floor {floor} ns", case.name);
+        }
     }
     Ok(())
 }

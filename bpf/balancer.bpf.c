@@ -32,6 +32,32 @@ INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
+/* Whether the destination may be a VIP address (see enum vip_filter_layout):
+ * 0 proves it is none. */
+INLINE int maybe_vip(const struct pkt *p)
+{
+	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && ((*w >> (bit % 64)) & 1);
+}
+
+/* The VIP entry for `vk`: from its cache slot when that holds it, else from
+ * the `vips` hash. */
+INLINE struct vip_meta *find_vip(const struct vip_key *vk)
+{
+	__u32 slot = vip_cache_slot(vk);
+	struct vip_slot *s = bpf_map_lookup_elem(&vip_cache, &slot);
+	const __u32 *a = (const __u32 *)vk, *b;
+
+	if (s) {
+		b = (const __u32 *)&s->key;
+		if (a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4])
+			return &s->meta;
+	}
+	return bpf_map_lookup_elem(&vips, vk);
+}
+
 /*
  * A dport-hash VIP hashes on the destination port alone. As in Katran the
  * flow key changes only on the way to the ring (so the outer source of a
@@ -47,84 +73,100 @@ INLINE void dport_hash_key(struct pkt *p)
 INLINE void count_miss(const struct pkt *p, int syn)
 {
 	if (p->flow.proto == IPPROTO_UDP)
-		count(STAT_CONN_MISS_UDP);
+		bump(p, STAT_CONN_MISS_UDP);
 	else
-		count(syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
+		bump(p, syn ? STAT_CONN_MISS_TCP_SYN : STAT_CONN_MISS_TCP_NONSYN);
 }
 
-/* A connection-table entry naming a real the active generation does not
- * name is stale; so is one naming a real marked down when the VIP migrates
- * UDP flows. */
-INLINE int stale_real(__u32 idx, int migrate, __u32 gen)
+/* The real a connection-table entry names, or NULL when the entry is
+ * stale: the active generation does not name the real, or the real is
+ * marked down and the VIP migrates UDP flows. */
+INLINE struct real_def *live_real(const struct pkt *p, __u32 idx, int migrate, __u32 gen)
 {
 	struct real_def *r = bpf_map_lookup_elem(&reals, &idx);
 
 	if (!r || !(r->flags & (REAL_IN_GEN0 << gen)))
-		return 1;
+		return NULL;
 	if (migrate && (r->flags & (REAL_DOWN_GEN0 << gen))) {
-		count(STAT_UDP_FLOW_MIGRATED);
-		return 1;
+		bump(p, STAT_UDP_FLOW_MIGRATED);
+		return NULL;
 	}
-	return 0;
+	return r;
 }
 
-/* Real for a VIP flow, or 0 when the VIP has none. */
-INLINE __u32 select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
-			 const struct lb_ctl *ctl, __u32 gen)
+/* The real `idx` (0: none) as the packet leaves with it in `p->real`. */
+INLINE struct real_def *chosen(struct pkt *p, __u32 idx)
+{
+	p->real = idx;
+	return idx ? bpf_map_lookup_elem(&reals, &idx) : NULL;
+}
+
+/* Real for a VIP flow (its index in p->real), or NULL when the VIP has
+ * none. Each path looks the real up once. */
+INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
+				    const struct lb_ctl *ctl, __u32 gen)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
 	int syn = tcp && (p->tcp_flags & TCPF_SYN_BIT);
-	void *table = (vip->flags & VIP_NO_CONN_TABLE) ? NULL : conn_table();
+	int table = !(vip->flags & VIP_NO_CONN_TABLE);
+	struct conn_loc loc = {};
 	__u32 real = 0;
+
+	if (table)
+		loc = conn_locate(p);
 
 	if ((vip->flags & VIP_QUIC) && !tcp) {
 		__u32 id = quic_server_id(data, data_end, p);
 
 		real = server_id_real(id, gen);
-		count(real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
+		bump(p, real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
 	} else if (tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID)) {
 		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
-		count(real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
+		bump(p, real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
 	}
 	if (real) {
 		if (table)
-			conn_store(table, p, real, ctl);
-		return real;
+			conn_note(loc, p, real, ctl);
+		return chosen(p, real);
 	}
 
 	if (table && !syn) {
-		real = conn_lookup(table, p, ctl);
-		if (real && stale_real(real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen))
-			real = 0;
+		real = conn_lookup(loc, p, ctl);
 		if (real) {
-			count(STAT_CONN_HIT);
-			return real;
+			struct real_def *r =
+				live_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen);
+
+			if (r) {
+				bump(p, STAT_CONN_HIT);
+				p->real = real;
+				return r;
+			}
 		}
 	}
 
 	count_miss(p, syn);
 	if (vip->flags & VIP_DPORT_HASH) {
 		dport_hash_key(p);
-		return ring_pick(p, vip);
+		return chosen(p, ring_pick(p, vip));
 	}
 	real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
 	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
-		conn_store(table, p, real, ctl);
-	return real;
+		conn_store(loc, p, real, ctl);
+	return chosen(p, real);
 }
 
-INLINE int process(struct xdp_md *ctx)
+INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	enum parsed what = PARSED_OTHER;
-	struct pkt p = {};
+	struct pkt p = { .cnt = cnt };
 	struct vip_key vk = {};
 	struct vip_meta *found, vip;
 	struct lb_ctl *ctl;
-	struct real_def *rp, real;
+	struct real_def *real;
 	__u32 gen;
 	int v;
 
@@ -138,7 +180,7 @@ INLINE int process(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (v != NO_VERDICT)
 		return v;
-	if (what == PARSED_OTHER)
+	if (what == PARSED_OTHER || !maybe_vip(&p))
 		return XDP_PASS;
 
 	gen = active_gen();
@@ -154,10 +196,10 @@ INLINE int process(struct xdp_md *ctx)
 	vk.port = p.flow.dport;
 	vk.proto = p.flow.proto;
 	vk.scope = key_scope(&p, gen);
-	found = bpf_map_lookup_elem(&vips, &vk);
+	found = find_vip(&vk);
 	if (!found) {
 		vk.port = 0;
-		found = bpf_map_lookup_elem(&vips, &vk);
+		found = find_vip(&vk);
 		if (!found)
 			return XDP_PASS;
 		if (!(found->flags & VIP_DPORT_HASH))
@@ -174,25 +216,25 @@ INLINE int process(struct xdp_md *ctx)
 	p.orig_sport = p.flow.sport;
 	if (vip.flags & VIP_NO_SRC_PORT)
 		p.flow.sport = 0;
-	p.real = select_real(ctx, &p, &vip, ctl, gen);
-	if (!p.real)
+	real = select_real(ctx, &p, &vip, ctl, gen);
+	if (!real)
 		return drop(STAT_DROP_NO_REAL);
-	rp = bpf_map_lookup_elem(&reals, &p.real);
-	if (!rp)
-		return drop(STAT_DROP_NO_REAL);
-	real = *rp;
 
 	count_traffic(&vip_stats, vip.vip_num, p.ip_bytes);
 	count_traffic(&real_stats, p.real, p.ip_bytes);
-	return encap(ctx, &p, &real, ctl);
+	return encap(ctx, &p, real, ctl);
 }
 
 SEC("xdp")
 int balancer(struct xdp_md *ctx)
 {
-	int action = process(ctx);
+	struct lb_counters *cnt = counters();
+	int action;
 
-	count(action == XDP_TX ? STAT_XDP_TX : action == XDP_PASS ? STAT_XDP_PASS : STAT_XDP_DROP);
+	if (!cnt)
+		return XDP_PASS;
+	action = process(ctx, cnt);
+	cnt->v[action == XDP_TX ? STAT_XDP_TX : action == XDP_PASS ? STAT_XDP_PASS : STAT_XDP_DROP] += 1;
 	return action;
 }
 

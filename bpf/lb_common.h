@@ -17,6 +17,12 @@
 
 /* Set by the loader before load (read-only afterwards). */
 const volatile __u32 ring_size = 65537;
+/* 1: no CPU has a table of its own (conn_table = "shared"), so the shared
+ * table is used without trying a per-CPU one first. */
+const volatile __u8 shared_table_only = 0;
+/* Sets in each per-CPU connection table, and the secret seed of conn_hash. */
+const volatile __u32 conn_nsets = 1;
+const volatile __u32 conn_seed = 0;
 const volatile struct lb_abi lb_abi_types;
 
 #define DEFAULT_TTL 64
@@ -35,17 +41,34 @@ struct pkt {
 	__u16 l4_off;         /* frame offset of the (quoted) transport header */
 	__u16 ip_end;         /* frame offset where the (outer) IP packet ends */
 	__u8 reject;          /* enum lb_stat: not forwardable (options, fragment) */
+	struct lb_counters *cnt; /* this CPU's counters, looked up once per packet */
 };
 
 #define TCPF_RST_BIT 0x04
 #define TCPF_SYN_BIT 0x02
 
+/* This CPU's counters; NULL only if the map were empty. */
+INLINE struct lb_counters *counters(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&stats, &zero);
+}
+
+/* Counts on a path taken by few packets (drops, ICMP): looks the row up. */
 INLINE void count(__u32 stat)
 {
-	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+	struct lb_counters *c = counters();
 
-	if (v)
-		*v += 1;
+	if (c && stat < STAT__COUNT)
+		c->v[stat] += 1;
+}
+
+/* Counts on the forwarding path, through the row the packet looked up. */
+INLINE void bump(const struct pkt *p, __u32 stat)
+{
+	if (stat < STAT__COUNT)
+		p->cnt->v[stat] += 1;
 }
 
 INLINE void count_traffic(void *map, __u32 idx, __u16 bytes)

@@ -66,6 +66,48 @@ INLINE __u32 jhash_2words(__u32 a, __u32 b, __u32 seed)
 	return c;
 }
 
+/* Bit of an address in the VIP filter: the address's four words (as
+ * stored: network order, IPv4 in the first) folded by xor, times a
+ * constant, top bits. `src/bpf/abi.rs` computes the same. */
+INLINE __u32 vip_filter_bit(const __be32 a[4])
+{
+	__u32 x = a[0] ^ a[1] ^ a[2] ^ a[3];
+
+	return (x * (__u32)VIP_FILTER_MULT) >> (32 - VIP_FILTER_LOG2);
+}
+
+/* Slot of a VIP key in the VIP cache: its five words folded and mixed by
+ * the same multiplier. `src/bpf/abi.rs` computes the same. */
+INLINE __u32 vip_cache_slot(const struct vip_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 x = (w[0] ^ w[1] ^ w[2] ^ w[3]) * (__u32)VIP_FILTER_MULT;
+
+	return ((x ^ w[4]) * (__u32)VIP_FILTER_MULT) >> (32 - VIP_CACHE_LOG2);
+}
+
+INLINE __u32 jhash_3words(__u32 a, __u32 b, __u32 c, __u32 seed)
+{
+	seed += JHASH_INITVAL + (3 << 2);
+	a += seed;
+	b += seed;
+	c += seed;
+	JHASH_FINAL(a, b, c);
+	return c;
+}
+
+/* Set of a flow in a per-CPU connection table: the flow's words folded to
+ * three and hashed with a seed chosen at load, so nobody outside can aim
+ * flows at one set. `abi::conn_set_index` in Rust computes the same. */
+INLINE __u32 conn_hash(const struct flow_key *f)
+{
+	__u32 src = f->src[0] ^ f->src[1] ^ f->src[2] ^ f->src[3];
+	__u32 dst = f->dst[0] ^ f->dst[1] ^ f->dst[2] ^ f->dst[3] ^ f->proto;
+	__u32 ports = (__u32)f->sport | ((__u32)f->dport << 16);
+
+	return jhash_3words(src, ports, dst, conn_seed);
+}
+
 /* Words are the packet's bytes read as little-endian integers, as Katran
  * reads them on x86. */
 INLINE __u32 flow_hash(const struct flow_key *f, int v6)

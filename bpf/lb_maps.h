@@ -53,6 +53,23 @@ struct {
 	__type(value, __u32);
 } vip_addrs SEC(".maps");
 
+/* See enum vip_cache_layout. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vip_slot);
+} vip_cache SEC(".maps");
+
+/* See enum vip_filter_layout. Written by user space with every change of
+ * `vip_addrs`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_filter SEC(".maps");
+
 /* Maglev rings, `ring_size` slots each, two per VIP (one per generation
  * half); a slot holds an index into `reals`. Memory-mappable so user space
  * reads and writes rings without a system call per slot. */
@@ -80,7 +97,16 @@ struct {
 	__type(value, struct backend);
 } backends SEC(".maps");
 
-/* Server id (QUIC connection id, TCP option) and generation -> real index. */
+/* Server id (QUIC connection id, TCP option) below SID_DENSE_IDS, times two
+ * plus the generation -> real index (0: none). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SID_DENSE_IDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} server_ids_dense SEC(".maps");
+
+/* Larger server ids and generation -> real index. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
@@ -89,22 +115,39 @@ struct {
 	__type(value, __u32);
 } server_ids SEC(".maps");
 
-/* One connection table per forwarding CPU, created by the loader... */
-struct conn_table {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct flow_key);
-	__type(value, struct conn_entry);
-};
-
+/* Which CPUs have a connection table of their own (1) in `conn_sets`. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* number of possible CPUs */
 	__type(key, __u32);
-	__array(values, struct conn_table);
-} conn_tables SEC(".maps");
+	__type(value, __u32);
+} conn_cpus SEC(".maps");
 
-/* ...and the shared table for CPUs that have none. */
+/* The per-CPU connection tables (see enum conn_layout)... */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1); /* sets */
+	__type(key, __u32);
+	__type(value, struct conn_set);
+} conn_sets SEC(".maps");
+
+/* Written once by the loader, never read by the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct conn_meta);
+} conn_meta SEC(".maps");
+
+/* ...and the shared table for CPUs that have none: IPv4 flows... */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct flow_key4);
+	__type(value, struct conn_entry);
+} conn_fallback4 SEC(".maps");
+
+/* ...and IPv6 flows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1);
@@ -119,11 +162,12 @@ struct {
 	__type(value, struct rate_state);
 } conn_rate SEC(".maps");
 
+/* One row of global counters per CPU (key 0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT__COUNT);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct lb_counters);
 } stats SEC(".maps");
 
 struct {

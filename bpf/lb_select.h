@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Choosing the real for a flow: server ids carried by the packet (QUIC
- * connection ids, a TCP option), the connection table, and the Maglev ring.
+ * connection ids, a TCP option), the connection table (lb_conn.h), and the
+ * Maglev ring.
  */
 #ifndef LB_SELECT_H
 #define LB_SELECT_H
 
+#include "lb_conn.h"
 #include "lb_hash.h"
 #include "lb_parse.h"
-
-#define NSEC_PER_SEC 1000000000ull
 
 #define QUIC_LONG_HEADER 0x80
 #define QUIC_TYPE_MASK 0x30
@@ -106,67 +106,14 @@ INLINE __u32 server_id_real(__u32 id, __u32 gen)
 
 	if (!id)
 		return 0;
+	if (id < SID_DENSE_IDS) {
+		__u32 idx = id * 2 + gen;
+
+		real = bpf_map_lookup_elem(&server_ids_dense, &idx);
+		return real ? *real : 0;
+	}
 	real = bpf_map_lookup_elem(&server_ids, &k);
 	return real ? *real : 0;
-}
-
-INLINE void *conn_table(void)
-{
-	__u32 cpu = bpf_get_smp_processor_id();
-	void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
-
-	if (table)
-		return table;
-	count(STAT_FALLBACK_TABLE);
-	return &conn_fallback;
-}
-
-INLINE __u32 conn_lookup(void *table, const struct pkt *p, const struct lb_ctl *ctl)
-{
-	struct conn_entry *e = bpf_map_lookup_elem(table, &p->flow);
-	__u64 now;
-
-	if (!e)
-		return 0;
-	if (p->flow.proto == IPPROTO_UDP) {
-		now = bpf_ktime_get_ns();
-		if (now - e->atime > (__u64)ctl->udp_timeout_s * NSEC_PER_SEC)
-			return 0;
-		e->atime = now;
-	}
-	return e->real;
-}
-
-/* Whether this CPU has seen more new flows this second than allowed. */
-INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
-{
-	__u32 zero = 0;
-	struct rate_state *r;
-
-	if (!ctl->max_conn_rate)
-		return 0;
-	r = bpf_map_lookup_elem(&conn_rate, &zero);
-	if (!r)
-		return 1;
-	if (now - r->window_start > NSEC_PER_SEC) {
-		r->window_start = now;
-		r->count = 1;
-		return 0;
-	}
-	r->count += 1;
-	return r->count > ctl->max_conn_rate;
-}
-
-INLINE void conn_store(void *table, const struct pkt *p, __u32 real, const struct lb_ctl *ctl)
-{
-	__u64 now = bpf_ktime_get_ns();
-	struct conn_entry e = { .real = real, .atime = now };
-
-	if (over_conn_rate(ctl, now)) {
-		count(STAT_CONN_RATE_LIMITED);
-		return;
-	}
-	bpf_map_update_elem(table, &p->flow, &e, BPF_ANY);
 }
 
 /* The ring slot of this flow in the VIP's ring. */

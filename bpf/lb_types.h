@@ -55,6 +55,36 @@ struct addr_key {
 	__u8 _pad[3];
 };
 
+/* A slot of `vip_cache`: a copy of one `vips` entry, or all zeros (an
+ * all-zero key never matches: no packet has protocol 0). */
+struct vip_slot {
+	struct vip_key key;
+	struct vip_meta meta;
+};
+
+/* `vip_cache`: 2^VIP_CACHE_LOG2 slots, a `vips` entry in slot
+ * vip_cache_slot(key) when that slot was free. A packet whose key matches its
+ * slot takes the meta from there (an inlined array lookup); any other falls
+ * back to the `vips` hash, which stays the truth. User space writes a slot
+ * only for keys of the inactive generation (whose keys no packet looks for)
+ * and never takes a slot from a key of the active one. */
+enum vip_cache_layout {
+	VIP_CACHE_LOG2 = 12,
+	VIP_CACHE_SLOTS = 1 << VIP_CACHE_LOG2,
+};
+
+/* The VIP address filter `vip_filter`: a bitmap of 2^VIP_FILTER_LOG2 bits in
+ * u64 words, bit vip_filter_bit(addr) set for every address of `vip_addrs`
+ * (both generations). A clear bit proves a packet is for no VIP, so most
+ * traffic that is not ours passes after one array lookup instead of two
+ * hash lookups; a set bit only means "look it up". Stale bits cost time,
+ * never correctness. */
+enum vip_filter_layout {
+	VIP_FILTER_LOG2 = 16,
+	VIP_FILTER_WORDS = (1 << VIP_FILTER_LOG2) / 64,
+	VIP_FILTER_MULT = 0x9e3779b1, /* vip_filter_bit: golden-ratio multiplier */
+};
+
 /* ---- reals -------------------------------------------------------------- */
 
 /* Everything but REAL_V6 is per generation, so a real's state changes for
@@ -125,6 +155,15 @@ struct sid_key {
 	__u32 gen;
 };
 
+/* Server ids below SID_DENSE_IDS (every QUIC id of Katran's version 1,
+ * which carries 16 bits) live in the array `server_ids_dense` at index
+ * id * 2 + generation, value the real index (0: none), so the common case
+ * is an array lookup; larger ids (QUIC version 2, TCP) stay in the hash
+ * `server_ids`. */
+enum sid_layout {
+	SID_DENSE_IDS = 65536,
+};
+
 /* ---- connection tables -------------------------------------------------- */
 
 struct flow_key {
@@ -136,10 +175,57 @@ struct flow_key {
 	__u8 _pad[3];
 };
 
+enum conn_flag {
+	/* per-CPU tables: the entry was used since its set last evicted one */
+	CONN_REF = 1 << 0,
+};
+
+/* Key of the shared table's IPv4 flows (`conn_fallback4`): flow_key's IPv4
+ * flow in 16 bytes instead of 40, cheaper to hash and compare. */
+struct flow_key4 {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
 struct conn_entry {
-	__u32 real;  /* index into `reals` */
-	__u32 _pad;
+	__u32 real;  /* index into `reals`; 0: a free way of a per-CPU set */
+	__u32 flags; /* enum conn_flag (0 in the shared table) */
 	__u64 atime; /* ns, refreshed for UDP */
+};
+
+/*
+ * The per-CPU connection tables: one set-associative array per CPU (a
+ * per-CPU array `conn_sets` whose element is one set). A flow lives in
+ * set conn_hash(flow) of its CPU's copy, in any of the set's CONN_WAYS ways.
+ * Inserting into a full set evicts a way not used since the set last
+ * evicted one (else way 0), counts STAT_CONN_EVICTED and marks every way of
+ * the set unused again; an expired UDP entry counts as free. The table
+ * holds (entries / CONN_WAYS) * CONN_WAYS flows. The shared table
+ * is two LRU hashes: `conn_fallback4` of flow_key4 -> conn_entry for
+ * IPv4 flows, `conn_fallback` of flow_key -> conn_entry for IPv6 flows.
+ */
+enum conn_layout {
+	CONN_WAYS = 4,
+};
+
+struct conn_way {
+	struct flow_key key;
+	struct conn_entry entry;
+};
+
+struct conn_set {
+	struct conn_way way[CONN_WAYS];
+};
+
+/* What user space needs to place a flow in its set (the program itself
+ * reads the same values from rodata): the single value of `conn_meta`. */
+struct conn_meta {
+	__u32 seed;  /* conn_hash's seed */
+	__u32 nsets; /* sets per per-CPU table */
 };
 
 /* Per-CPU state for the new-connection rate limit. */
@@ -155,7 +241,8 @@ struct traffic_counter {
 	__u64 bytes;
 };
 
-/* Global counters: `stats` is indexed by these names, never by arithmetic. */
+/* Global counters: `struct lb_counters` is indexed by these names, never by
+ * arithmetic. */
 enum lb_stat {
 	STAT_XDP_PASS,
 	STAT_XDP_TX,
@@ -164,7 +251,8 @@ enum lb_stat {
 	STAT_CONN_MISS_TCP_SYN,   /* new TCP flow */
 	STAT_CONN_MISS_TCP_NONSYN,/* TCP flow not in the table (eviction, restart) */
 	STAT_CONN_MISS_UDP,
-	STAT_FALLBACK_TABLE,      /* no per-CPU table: the shared one was used */
+	STAT_FALLBACK_TABLE,      /* a CPU without a per-CPU table used the shared one
+				   * (never counted when all CPUs share it) */
 	STAT_CONN_RATE_LIMITED,   /* insert skipped: over the new-flow rate */
 	STAT_ICMP_ECHO_REPLY,
 	STAT_ICMP_TOO_BIG_V4,     /* "fragmentation needed" forwarded to a real */
@@ -182,7 +270,14 @@ enum lb_stat {
 	STAT_DROP_TOO_BIG,        /* frame above the MTU the encapsulation allows */
 	STAT_DROP_ENCAP,          /* could not grow the frame */
 	STAT_DROP_NO_CTL,
+	STAT_CONN_EVICTED,        /* a per-CPU set was full: its least recent way was replaced */
 	STAT__COUNT,
+};
+
+/* Every global counter of one CPU: the single value of the per-CPU `stats`
+ * array, so a packet finds all its counters with one lookup. */
+struct lb_counters {
+	__u64 v[STAT__COUNT];
 };
 
 
@@ -195,6 +290,7 @@ enum lb_stat {
 struct lb_abi {
 	struct vip_key vip_key;
 	struct vip_meta vip_meta;
+	struct vip_slot vip_slot;
 	struct addr_key addr_key;
 	struct real_def real_def;
 	struct backend_key backend_key;
@@ -202,15 +298,25 @@ struct lb_abi {
 	struct sid_key sid_key;
 	struct lb_ctl ctl;
 	struct flow_key flow_key;
+	struct flow_key4 flow_key4;
 	struct conn_entry conn_entry;
+	struct conn_way conn_way;
+	struct conn_set conn_set;
+	struct conn_meta conn_meta;
 	struct rate_state rate_state;
 	struct traffic_counter traffic_counter;
+	struct lb_counters counters;
 	enum lb_stat stat;
 	enum vip_flag vip_flag;
 	enum real_flag real_flag;
 	enum key_scope key_scope;
 	enum backend_flag backend_flag;
 	enum lb_feature feature;
+	enum sid_layout sid_layout;
+	enum vip_filter_layout vip_filter_layout;
+	enum vip_cache_layout vip_cache_layout;
+	enum conn_layout conn_layout;
+	enum conn_flag conn_flag;
 };
 
 #endif /* LB_TYPES_H */

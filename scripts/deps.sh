@@ -5,10 +5,11 @@
 # groff-base and systemd (systemd-analyze) check the .deb (packaging/test-deb.sh);
 # mosquitto is the MQTT broker of the MQTT end-to-end tests; bird2 the BGP
 # daemon of the fleet test (tests/fleet.rs, scripts/demo-fleet); prometheus
-# ships promtool, which checks the /metrics output.
+# ships promtool, which checks the /metrics output; python3 (3.11, tomllib)
+# and bpftool load Katran's program beside ours in the benchmark.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 man-db groff-base systemd mosquitto bird2 prometheus)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus)
 
 missing=()
 for p in "${packages[@]}"; do

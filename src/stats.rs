@@ -19,7 +19,7 @@ use crate::store::MapStore;
 
 use types::lb_stat as S;
 
-/// Every global counter: name, index in `stats`, help text.
+/// Every global counter: name, index in `struct lb_counters`, help text.
 pub const COUNTERS: &[(&str, S, &str)] = &[
     ("xdp_pass", S::STAT_XDP_PASS, "Frames passed to the kernel"),
     (
@@ -51,7 +51,7 @@ pub const COUNTERS: &[(&str, S, &str)] = &[
     (
         "fallback_table",
         S::STAT_FALLBACK_TABLE,
-        "Packets on CPUs without their own table",
+        "Packets on CPUs left out of forwarding_cpus (shared table used)",
     ),
     (
         "conn_rate_limited",
@@ -138,6 +138,11 @@ pub const COUNTERS: &[(&str, S, &str)] = &[
         S::STAT_DROP_NO_CTL,
         "Drops: no control values",
     ),
+    (
+        "conn_evicted",
+        S::STAT_CONN_EVICTED,
+        "Per-CPU table entries replaced because their set was full",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -153,6 +158,38 @@ pub struct Snapshot {
     pub global: BTreeMap<&'static str, u64>,
     pub vips: BTreeMap<String, Traffic>,
     pub reals: BTreeMap<IpAddr, Traffic>,
+}
+
+/// The global counters of each CPU, indexed by `lb_stat` (the `stats` map
+/// holds one `struct lb_counters` per CPU).
+pub fn global_per_cpu(stats: &MapHandle) -> Result<Vec<Vec<u64>>> {
+    let per_cpu = stats
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading the global counters")?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .map(|row| {
+            let c = from_bytes::<types::lb_counters>(row).unwrap_or_default();
+            c.v.to_vec()
+        })
+        .collect())
+}
+
+/// The global counters summed over CPUs, indexed by `lb_stat`.
+pub fn global(stats: &MapHandle) -> Result<Vec<u64>> {
+    let mut sum = vec![0u64; S::STAT__COUNT.0 as usize];
+    for row in global_per_cpu(stats)? {
+        for (s, v) in sum.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    Ok(sum)
+}
+
+/// One global counter summed over CPUs.
+pub fn global_one(stats: &MapHandle, which: S) -> Result<u64> {
+    Ok(global(stats)?[which.0 as usize])
 }
 
 fn percpu_sum<T: crate::bpf::abi::Pod>(
@@ -182,11 +219,10 @@ fn traffic(map: &MapHandle, idx: u32) -> Result<Traffic> {
 }
 
 pub fn snapshot(store: &KernelStore) -> Result<Snapshot> {
+    let sums = self::global(&store.maps.stats)?;
     let mut global = BTreeMap::new();
     for (name, idx, _) in COUNTERS {
-        let mut sum = 0u64;
-        percpu_sum::<u64>(&store.maps.stats, idx.0, |v| sum += v)?;
-        global.insert(*name, sum);
+        global.insert(*name, sums[idx.0 as usize]);
     }
     let gen = store.active_gen()?;
     let mut vips = BTreeMap::new();

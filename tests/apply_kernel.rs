@@ -490,3 +490,82 @@ fn a_recycled_real_index_inherits_no_connections() {
         on_first.len()
     );
 }
+
+/// The VIP filter (a bitmap the program checks before any VIP lookup) holds
+/// exactly the bits of the addresses some generation still names: a removed
+/// VIP's bit is cleared once neither generation has it, and a VIP's packets
+/// are never passed for want of a bit. The VIP cache only ever holds copies
+/// of `vips` entries, and loses a VIP with it.
+#[test]
+fn the_vip_filter_and_cache_follow_the_vips() {
+    if !common::privileged("VIP filter and cache follow the VIPs") {
+        return;
+    }
+    let dp = load(4, 8);
+    let mut store = dp.store().unwrap();
+    let none = VipFlags::default();
+    let both = state(
+        1,
+        vec![
+            vip("10.200.0.1", &[("10.1.0.1", 1)], none),
+            vip("fc00::7", &[("10.1.0.2", 1)], none),
+        ],
+    );
+    let one = state(1, vec![vip("fc00::7", &[("10.1.0.2", 1)], none)]);
+    let mut one_again = one.clone();
+    one_again.globals.max_conn_rate += 1; // rewrites the other generation
+    let filter = |store: &KernelStore| -> Vec<u32> {
+        let mut bits = Vec::new();
+        for word in 0..store.maps.vip_filter.max_entries() {
+            let v = store
+                .maps
+                .vip_filter
+                .lookup(&word.to_ne_bytes(), MapFlags::ANY)
+                .unwrap()
+                .map_or(0, |b| u64::from_ne_bytes(b[..8].try_into().unwrap()));
+            bits.extend((0..64).filter(|b| v >> b & 1 == 1).map(|b| word * 64 + b));
+        }
+        bits
+    };
+    let bit = |a: &str| katran::bpf::abi::vip_filter_bit(ip(a));
+    let mut want = vec![bit("10.200.0.1"), bit("fc00::7")];
+    want.sort();
+    want.dedup();
+
+    // Every filled slot of the VIP cache is a copy of a `vips` entry.
+    let cache_agrees = |store: &KernelStore| {
+        let mut filled = 0;
+        for slot in 0..store.maps.vip_cache.max_entries() {
+            let v = store
+                .maps
+                .vip_cache
+                .lookup(&slot.to_ne_bytes(), MapFlags::ANY)
+                .unwrap()
+                .unwrap();
+            let (key, meta) = v.split_at(20);
+            if key.iter().all(|b| *b == 0) {
+                continue;
+            }
+            filled += 1;
+            let in_hash = store.maps.vips.lookup(key, MapFlags::ANY).unwrap();
+            assert_eq!(in_hash.as_deref(), Some(meta), "cache slot {slot}");
+        }
+        filled
+    };
+
+    apply(&mut store, &both).unwrap();
+    assert_eq!(filter(&store), want);
+    assert_eq!(cache_agrees(&store), 2);
+    let syn = frames::tcp((ip("192.168.0.1"), 1234), (ip("10.200.0.1"), 80), TCP_SYN);
+    assert_eq!(run_once(dp.balancer(), &syn).unwrap().0, XDP_TX);
+    // the other generation still names 10.200.0.1: its bit stays
+    apply(&mut store, &one).unwrap();
+    assert_eq!(filter(&store), want);
+    assert_eq!(run_once(dp.balancer(), &syn).unwrap().0, XDP_PASS);
+    assert_eq!(cache_agrees(&store), 3);
+    apply(&mut store, &one_again).unwrap();
+    assert_eq!(filter(&store), vec![bit("fc00::7")]);
+    assert_eq!(cache_agrees(&store), 2);
+    let syn6 = frames::tcp((ip("2001:db8::1"), 1234), (ip("fc00::7"), 80), TCP_SYN);
+    assert_eq!(run_once(dp.balancer(), &syn6).unwrap().0, XDP_TX);
+}

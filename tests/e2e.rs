@@ -10,7 +10,6 @@ use std::net::IpAddr;
 
 use katran::bpf::abi::types::lb_stat;
 use katran::model::{Backend, Encap, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use libbpf_rs::{MapCore, MapFlags};
 use testbed::http::{get_many, serve_names};
 use testbed::{ip, Testbed, VIP4, VIP6};
 
@@ -44,16 +43,7 @@ fn vip(tb: &Testbed, addr: &str, reals: &[(IpAddr, u32)]) -> State {
 /// The balancer's XDP_TX counter, summed over CPUs.
 fn balancer_tx(tb: &Testbed) -> u64 {
     let maps = tb.dataplane().maps().expect("balancer maps");
-    let key = lb_stat::STAT_XDP_TX.0.to_ne_bytes();
-    let per_cpu = maps
-        .stats
-        .lookup_percpu(&key, MapFlags::ANY)
-        .expect("reading stats")
-        .expect("XDP_TX counter");
-    per_cpu
-        .iter()
-        .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("8 bytes")))
-        .sum()
+    katran::stats::global_one(&maps.stats, lb_stat::STAT_XDP_TX).expect("reading stats")
 }
 
 /// `n` requests with curl (ephemeral source ports); the bodies.

@@ -28,7 +28,6 @@ use std::time::Instant;
 use katran::bpf::abi::types::lb_stat;
 use katran::config::XdpMode;
 use katran::model::{Backend, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use libbpf_rs::{MapCore, MapFlags};
 use testbed::mqtt::{self, Session};
 use testbed::{ip, Testbed, VIP4};
 
@@ -129,13 +128,10 @@ fn table_counters(tb: &Testbed) -> String {
     ]
     .iter()
     .map(|(name, stat)| {
-        let per_cpu: Vec<u64> = maps
-            .stats
-            .lookup_percpu(&stat.0.to_ne_bytes(), MapFlags::ANY)
+        let per_cpu: Vec<u64> = katran::stats::global_per_cpu(&maps.stats)
             .expect("reading stats")
-            .expect("a counter")
             .iter()
-            .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("8 bytes")))
+            .map(|row| row[stat.0 as usize])
             .collect();
         format!("{name} {per_cpu:?}")
     })

@@ -17,7 +17,7 @@ use katran::bpf::abi::types::lb_stat;
 use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::model::{Backend, Encap, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::testrun::{run_once, verdict_name, XDP_DROP, XDP_PASS, XDP_TX};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::MapHandle;
 
 // ---- the setup ---------------------------------------------------------------
 
@@ -146,15 +146,7 @@ impl Lb {
     }
 
     fn stat(&self, which: lb_stat) -> u64 {
-        let values = self
-            .stats
-            .lookup_percpu(&which.0.to_ne_bytes(), MapFlags::ANY)
-            .expect("reading stats")
-            .unwrap_or_default();
-        values
-            .iter()
-            .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
-            .sum()
+        katran::stats::global_one(&self.stats, which).expect("reading stats")
     }
 }
 

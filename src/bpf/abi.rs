@@ -15,6 +15,7 @@ use crate::store::RealRecord;
 // The C side defines these sizes (bpf/lb_types.h); a mismatch fails the build.
 const _: () = assert!(size_of::<types::vip_key>() == 20);
 const _: () = assert!(size_of::<types::vip_meta>() == 16);
+const _: () = assert!(size_of::<types::vip_slot>() == 36);
 const _: () = assert!(size_of::<types::addr_key>() == 20);
 const _: () = assert!(size_of::<types::real_def>() == 20);
 const _: () = assert!(size_of::<types::backend_key>() == 8);
@@ -22,8 +23,16 @@ const _: () = assert!(size_of::<types::backend>() == 12);
 const _: () = assert!(size_of::<types::sid_key>() == 8);
 const _: () = assert!(size_of::<types::lb_ctl>() == 68);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
+const _: () = assert!(size_of::<types::flow_key4>() == 16);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
+const _: () = assert!(size_of::<types::conn_way>() == 56);
+const _: () =
+    assert!(size_of::<types::conn_set>() == 56 * types::conn_layout::CONN_WAYS.0 as usize);
+// plan::host rounds per-CPU table sizes to whole sets without this layer.
+const _: () = assert!(crate::plan::host::CONN_WAYS == types::conn_layout::CONN_WAYS.0);
 const _: () = assert!(size_of::<types::traffic_counter>() == 16);
+const _: () =
+    assert!(size_of::<types::lb_counters>() == 8 * types::lb_stat::STAT__COUNT.0 as usize);
 
 /// Marks the generated plain-data types: `repr(C)`, `Copy`, every byte
 /// part of a field (padding is explicit in the C definitions).
@@ -35,6 +44,7 @@ pub unsafe trait Pod: Copy + Default {}
 
 unsafe impl Pod for types::vip_key {}
 unsafe impl Pod for types::vip_meta {}
+unsafe impl Pod for types::vip_slot {}
 unsafe impl Pod for types::addr_key {}
 unsafe impl Pod for types::real_def {}
 unsafe impl Pod for types::backend_key {}
@@ -42,8 +52,13 @@ unsafe impl Pod for types::backend {}
 unsafe impl Pod for types::sid_key {}
 unsafe impl Pod for types::lb_ctl {}
 unsafe impl Pod for types::flow_key {}
+unsafe impl Pod for types::flow_key4 {}
 unsafe impl Pod for types::conn_entry {}
+unsafe impl Pod for types::conn_way {}
+unsafe impl Pod for types::conn_set {}
+unsafe impl Pod for types::conn_meta {}
 unsafe impl Pod for types::traffic_counter {}
+unsafe impl Pod for types::lb_counters {}
 unsafe impl Pod for u32 {}
 unsafe impl Pod for u64 {}
 
@@ -59,6 +74,63 @@ pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
     }
     // SAFETY: length checked; T is Pod so any bytes are a valid T.
     Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}
+
+/// The address's bit in the dataplane's VIP filter (`vip_filter_bit` in
+/// bpf/lb_hash.h): the words folded by xor, times a constant, top bits.
+pub fn vip_filter_bit(addr: IpAddr) -> u32 {
+    use types::vip_filter_layout as L;
+    let w = addr_words(addr);
+    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
+    x.wrapping_mul(L::VIP_FILTER_MULT.0) >> (32 - L::VIP_FILTER_LOG2.0)
+}
+
+/// The slot of a VIP key in the dataplane's VIP cache (`vip_cache_slot` in
+/// bpf/lb_hash.h): the key's five words folded and mixed.
+pub fn vip_cache_slot(k: &types::vip_key) -> u32 {
+    use types::{vip_cache_layout as C, vip_filter_layout as L};
+    let b = bytes(k);
+    let w = |i: usize| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    let m = L::VIP_FILTER_MULT.0;
+    let x = (w(0) ^ w(1) ^ w(2) ^ w(3)).wrapping_mul(m);
+    (x ^ w(4)).wrapping_mul(m) >> (32 - C::VIP_CACHE_LOG2.0)
+}
+
+/// The set of a flow in a per-CPU connection table (`conn_hash` in
+/// bpf/lb_hash.h, then `(hash * nsets) >> 32` as in bpf/lb_conn.h), for the
+/// `seed` and `nsets` of the table's `conn_meta`.
+pub fn conn_set_index(f: &types::flow_key, meta: &types::conn_meta) -> u32 {
+    let fold = |w: [u32; 4]| w[0] ^ w[1] ^ w[2] ^ w[3];
+    let src = fold(f.src);
+    let dst = fold(f.dst) ^ u32::from(f.proto);
+    let ports = u32::from(f.sport) | (u32::from(f.dport) << 16);
+    let h = crate::hash::jhash_3words(src, ports, dst, meta.seed);
+    ((u64::from(h) * u64::from(meta.nsets)) >> 32) as u32
+}
+
+/// The shared IPv4 table's key of a flow whose addresses are IPv4 (the other
+/// words zero), or `None`.
+pub fn flow_key4(f: &types::flow_key) -> Option<types::flow_key4> {
+    (f.src[1..] == [0; 3] && f.dst[1..] == [0; 3]).then_some(types::flow_key4 {
+        src: f.src[0],
+        dst: f.dst[0],
+        sport: f.sport,
+        dport: f.dport,
+        proto: f.proto,
+        ..Default::default()
+    })
+}
+
+/// The full key of a flow stored in the shared IPv4 table.
+pub fn flow_key_of4(k: &types::flow_key4) -> types::flow_key {
+    types::flow_key {
+        src: [k.src, 0, 0, 0],
+        dst: [k.dst, 0, 0, 0],
+        sport: k.sport,
+        dport: k.dport,
+        proto: k.proto,
+        ..Default::default()
+    }
 }
 
 /// An address as four network-order words (IPv4 in the first).

@@ -22,11 +22,17 @@ pub struct Maps {
     pub lb_ctl: MapHandle,
     pub vips: MapHandle,
     pub vip_addrs: MapHandle,
+    pub vip_filter: MapHandle,
+    pub vip_cache: MapHandle,
     pub rings: MapHandle,
     pub reals: MapHandle,
     pub backends: MapHandle,
     pub server_ids: MapHandle,
-    pub conn_tables: MapHandle,
+    pub server_ids_dense: MapHandle,
+    pub conn_cpus: MapHandle,
+    pub conn_sets: MapHandle,
+    pub conn_meta: MapHandle,
+    pub conn_fallback4: MapHandle,
     pub conn_fallback: MapHandle,
     pub stats: MapHandle,
     pub vip_stats: MapHandle,
@@ -44,6 +50,8 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::vip_meta>(),
     ),
     ("vip_addrs", MapType::Hash, size_of::<types::addr_key>(), 4),
+    ("vip_filter", MapType::Array, 4, 8),
+    ("vip_cache", MapType::Array, 4, size_of::<types::vip_slot>()),
     ("rings", MapType::Array, 4, 4),
     ("reals", MapType::Array, 4, size_of::<types::real_def>()),
     (
@@ -53,14 +61,38 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::backend>(),
     ),
     ("server_ids", MapType::Hash, size_of::<types::sid_key>(), 4),
-    ("conn_tables", MapType::ArrayOfMaps, 4, 4),
+    ("server_ids_dense", MapType::Array, 4, 4),
+    ("conn_cpus", MapType::Array, 4, 4),
+    (
+        "conn_meta",
+        MapType::Array,
+        4,
+        size_of::<types::conn_meta>(),
+    ),
+    (
+        "conn_sets",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::conn_set>(),
+    ),
+    (
+        "conn_fallback4",
+        MapType::LruHash,
+        size_of::<types::flow_key4>(),
+        size_of::<types::conn_entry>(),
+    ),
     (
         "conn_fallback",
         MapType::LruHash,
         size_of::<types::flow_key>(),
         size_of::<types::conn_entry>(),
     ),
-    ("stats", MapType::PercpuArray, 4, 8),
+    (
+        "stats",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::lb_counters>(),
+    ),
     (
         "vip_stats",
         MapType::PercpuArray,
@@ -94,17 +126,23 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 13] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 19] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
             ("vips", &self.vips),
             ("vip_addrs", &self.vip_addrs),
+            ("vip_filter", &self.vip_filter),
+            ("vip_cache", &self.vip_cache),
             ("rings", &self.rings),
             ("reals", &self.reals),
             ("backends", &self.backends),
             ("server_ids", &self.server_ids),
-            ("conn_tables", &self.conn_tables),
+            ("server_ids_dense", &self.server_ids_dense),
+            ("conn_cpus", &self.conn_cpus),
+            ("conn_sets", &self.conn_sets),
+            ("conn_meta", &self.conn_meta),
+            ("conn_fallback4", &self.conn_fallback4),
             ("conn_fallback", &self.conn_fallback),
             ("stats", &self.stats),
             ("vip_stats", &self.vip_stats),
@@ -143,11 +181,17 @@ impl Maps {
             lb_ctl: open("lb_ctl")?,
             vips: open("vips")?,
             vip_addrs: open("vip_addrs")?,
+            vip_filter: open("vip_filter")?,
+            vip_cache: open("vip_cache")?,
             rings: open("rings")?,
             reals: open("reals")?,
             backends: open("backends")?,
             server_ids: open("server_ids")?,
-            conn_tables: open("conn_tables")?,
+            server_ids_dense: open("server_ids_dense")?,
+            conn_cpus: open("conn_cpus")?,
+            conn_sets: open("conn_sets")?,
+            conn_meta: open("conn_meta")?,
+            conn_fallback4: open("conn_fallback4")?,
             conn_fallback: open("conn_fallback")?,
             stats: open("stats")?,
             vip_stats: open("vip_stats")?,
@@ -223,6 +267,12 @@ fn all<K: Pod, V: Pod>(map: &MapHandle) -> Result<Vec<(K, V)>> {
             }
         }
     }
+}
+
+/// Index of a server id in `server_ids_dense` (id * 2 + generation), or
+/// `None` for an id the hash `server_ids` holds (see bpf/lb_types.h).
+fn dense_sid_index(id: u32, generation: u8) -> Option<u32> {
+    (id < types::sid_layout::SID_DENSE_IDS.0).then(|| id * 2 + u32::from(generation & 1))
 }
 
 fn delete_if_present(map: &MapHandle, key: &[u8]) -> Result<()> {
@@ -326,46 +376,145 @@ impl KernelStore {
 }
 
 impl KernelStore {
-    /// The sizes and connection-table layout this dataplane was loaded with.
-    pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
-        let mut cpus = std::collections::BTreeSet::new();
-        let mut size = None;
-        for cpu in 0..self.maps.conn_tables.max_entries() {
-            if let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? {
-                cpus.insert(cpu);
-                if size.is_none() {
-                    let table = MapHandle::from_map_id(id)
-                        .with_context(|| format!("opening the table of CPU {cpu}"))?;
-                    size = Some(table.max_entries());
-                }
+    /// Puts a VIP entry in its cache slot (`Some`), or takes it out (`None`),
+    /// by the rules of `enum vip_cache_layout` (bpf/lb_types.h): a slot is
+    /// only (re)written for a key of the inactive generation, and never taken
+    /// from a key of the active one. Apply only writes the inactive
+    /// generation; were an entry of the active one ever written, its slot is
+    /// emptied instead (a packet reading the slot at that very moment could
+    /// see a half-emptied entry: another reason apply never does that).
+    fn cache_vip(&mut self, k: &types::vip_key, meta: Option<&types::vip_meta>) -> Result<()> {
+        let slot = abi::vip_cache_slot(k).to_ne_bytes();
+        let cur = get::<types::vip_slot>(&self.maps.vip_cache, &slot)?.unwrap_or_default();
+        let holds_k = bytes(&cur.key) == bytes(k);
+        let active = self.active_gen()?;
+        let write = match meta {
+            _ if (k.scope & 1) == active => holds_k.then(types::vip_slot::default),
+            None => holds_k.then(types::vip_slot::default),
+            Some(m) => {
+                let free = cur.key.proto == 0 || (cur.key.scope & 1) != active;
+                (free || holds_k).then_some(types::vip_slot { key: *k, meta: *m })
             }
+        };
+        if let Some(v) = write {
+            self.maps
+                .vip_cache
+                .update(&slot, bytes(&v), MapFlags::ANY)
+                .context("writing the VIP cache")?;
         }
+        Ok(())
+    }
+
+    /// Sets or clears one bit of the VIP filter (see bpf/lb_types.h). Only
+    /// the applier writes it, under the apply lock; the program reads whole
+    /// words, each either before or after this one store.
+    fn set_filter_bit(&mut self, bit: u32, on: bool) -> Result<()> {
+        let word = bit / 64;
+        let key = word.to_ne_bytes();
+        let old = get::<u64>(&self.maps.vip_filter, &key)?.unwrap_or(0);
+        let new = if on {
+            old | 1 << (bit % 64)
+        } else {
+            old & !(1 << (bit % 64))
+        };
+        if new != old {
+            self.maps
+                .vip_filter
+                .update(&key, &new.to_ne_bytes(), MapFlags::ANY)
+                .context("writing the VIP filter")?;
+        }
+        Ok(())
+    }
+
+    /// The sizes and connection-table layout this dataplane was loaded with.
+    /// CPUs with a connection table of their own (in `conn_sets`).
+    fn conn_cpus(&self) -> Result<std::collections::BTreeSet<u32>> {
+        Ok(all::<u32, u32>(&self.maps.conn_cpus)?
+            .into_iter()
+            .filter(|(_, own)| *own == 1)
+            .map(|(cpu, _)| cpu)
+            .collect())
+    }
+
+    pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
+        let cpus = self.conn_cpus()?;
+        let size = if cpus.is_empty() {
+            self.maps.conn_fallback.max_entries()
+        } else {
+            self.maps.conn_sets.max_entries() * types::conn_layout::CONN_WAYS.0
+        };
         Ok(crate::plan::host::LoadShape {
             ring_size: self.limits.ring_size,
             max_vips: self.limits.max_vips,
             max_reals: self.limits.max_reals,
-            conn_table_size: size.unwrap_or(self.maps.conn_fallback.max_entries()),
+            conn_table_size: size,
             per_cpu_tables: (!cpus.is_empty()).then_some(cpus),
         })
+    }
+
+    /// Calls `f` with every set of every per-CPU table (`conn_sets`), as
+    /// (set index, one copy per CPU); writes a set back when `f` says so.
+    /// Reading and writing a set are separate system calls: a flow the
+    /// program inserts into that set in between is lost again (its next
+    /// packet is a table miss).
+    fn each_conn_set(&self, mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool) -> Result<()> {
+        if self.conn_cpus()?.is_empty() {
+            return Ok(());
+        }
+        for idx in 0..self.maps.conn_sets.max_entries() {
+            let key = idx.to_ne_bytes();
+            let Some(raw) = self
+                .maps
+                .conn_sets
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading a connection-table set")?
+            else {
+                continue;
+            };
+            let mut sets: Vec<types::conn_set> = raw
+                .iter()
+                .map(|v| from_bytes::<types::conn_set>(v).unwrap_or_default())
+                .collect();
+            if f(idx, &mut sets) {
+                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
+                self.maps
+                    .conn_sets
+                    .update_percpu(&key, &out, MapFlags::ANY)
+                    .context("writing a connection-table set")?;
+            }
+        }
+        Ok(())
     }
 
     /// The real index a connection-table entry names for `key`: the shared
     /// table first, then every per-CPU table.
     pub fn conn_entry(&self, key: &types::flow_key) -> Result<Option<u32>> {
-        if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
-            return Ok(Some(e.real));
-        }
-        for cpu in 0..self.maps.conn_tables.max_entries() {
-            let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? else {
-                continue;
-            };
-            let table = MapHandle::from_map_id(id)
-                .with_context(|| format!("opening the table of CPU {cpu}"))?;
-            if let Some(e) = get::<types::conn_entry>(&table, bytes(key))? {
+        if let Some(k4) = abi::flow_key4(key) {
+            if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback4, bytes(&k4))? {
                 return Ok(Some(e.real));
             }
         }
-        Ok(None)
+        if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
+            return Ok(Some(e.real));
+        }
+        if self.conn_cpus()?.is_empty() {
+            return Ok(None);
+        }
+        let meta = get::<types::conn_meta>(&self.maps.conn_meta, &0u32.to_ne_bytes())?
+            .context("reading conn_meta")?;
+        let idx = abi::conn_set_index(key, &meta);
+        let copies = self
+            .maps
+            .conn_sets
+            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+            .context("reading a connection-table set")?
+            .unwrap_or_default();
+        Ok(copies
+            .iter()
+            .filter_map(|v| from_bytes::<types::conn_set>(v))
+            .flat_map(|s| s.way)
+            .find(|w| w.entry.real != 0 && bytes(&w.key) == bytes(key))
+            .map(|w| w.entry.real))
     }
 }
 
@@ -439,11 +588,15 @@ impl MapStore for KernelStore {
         self.maps
             .vips
             .update(bytes(&k), bytes(&m), MapFlags::ANY)
-            .with_context(|| format!("writing VIP {}", vip.key))
+            .with_context(|| format!("writing VIP {}", vip.key))?;
+        self.cache_vip(&k, Some(&m))
     }
 
     fn delete_vip(&mut self, key: &VipKey, gen: u8) -> Result<()> {
-        delete_if_present(&self.maps.vips, bytes(&abi::vip_key(key, gen)))
+        // The cache slot first: no packet may find a VIP the hash lost.
+        let k = abi::vip_key(key, gen);
+        self.cache_vip(&k, None)?;
+        delete_if_present(&self.maps.vips, bytes(&k))
     }
 
     fn vip_addrs(&self) -> Result<Vec<(IpAddr, u8)>> {
@@ -454,6 +607,9 @@ impl MapStore for KernelStore {
     }
 
     fn put_vip_addr(&mut self, addr: IpAddr, generation: u8) -> Result<()> {
+        // The filter bit first: a packet may only find the address once
+        // the filter lets it through.
+        self.set_filter_bit(abi::vip_filter_bit(addr), true)?;
         let k = abi::addr_key(addr, generation);
         let v6 = u32::from(addr.is_ipv6());
         self.maps
@@ -466,7 +622,17 @@ impl MapStore for KernelStore {
         delete_if_present(
             &self.maps.vip_addrs,
             bytes(&abi::addr_key(addr, generation)),
-        )
+        )?;
+        // Clear the bit unless another address (of either generation) has it.
+        let bit = abi::vip_filter_bit(addr);
+        let shared = self
+            .vip_addrs()?
+            .iter()
+            .any(|(a, _)| abi::vip_filter_bit(*a) == bit);
+        if !shared {
+            self.set_filter_bit(bit, false)?;
+        }
+        Ok(())
     }
 
     fn reals(&self) -> Result<BTreeMap<u32, RealRecord>> {
@@ -521,13 +687,25 @@ impl MapStore for KernelStore {
     }
 
     fn server_ids(&self) -> Result<BTreeMap<(u32, u8), u32>> {
+        let dense = all::<u32, u32>(&self.maps.server_ids_dense)?
+            .into_iter()
+            .filter(|(_, real)| *real != 0)
+            .map(|(idx, real)| ((idx / 2, (idx % 2) as u8), real));
         Ok(all::<types::sid_key, u32>(&self.maps.server_ids)?
             .into_iter()
             .map(|(k, real)| ((k.id, k.r#gen as u8), real))
+            .chain(dense)
             .collect())
     }
 
     fn put_server_id(&mut self, id: u32, generation: u8, real: u32) -> Result<()> {
+        if let Some(idx) = dense_sid_index(id, generation) {
+            return self
+                .maps
+                .server_ids_dense
+                .update(&idx.to_ne_bytes(), &real.to_ne_bytes(), MapFlags::ANY)
+                .context("writing a server id");
+        }
         let k = types::sid_key {
             id,
             r#gen: u32::from(generation),
@@ -539,6 +717,13 @@ impl MapStore for KernelStore {
     }
 
     fn delete_server_id(&mut self, id: u32, generation: u8) -> Result<()> {
+        if let Some(idx) = dense_sid_index(id, generation) {
+            return self
+                .maps
+                .server_ids_dense
+                .update(&idx.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
+                .context("removing a server id");
+        }
         let k = types::sid_key {
             id,
             r#gen: u32::from(generation),
@@ -572,27 +757,32 @@ impl MapStore for KernelStore {
     }
 
     fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
-        let mut tables = Vec::new();
-        for cpu in 0..self.maps.conn_tables.max_entries() {
-            if let Some(id) = get::<u32>(&self.maps.conn_tables, &cpu.to_ne_bytes())? {
-                tables.push(
-                    MapHandle::from_map_id(id)
-                        .with_context(|| format!("opening the table of CPU {cpu}"))?,
-                );
+        let mut purged = 0;
+        let table = &self.maps.conn_fallback4;
+        for (key, entry) in all::<types::flow_key4, types::conn_entry>(table)? {
+            if entry.real == idx {
+                delete_if_present(table, bytes(&key))?;
+                purged += 1;
             }
         }
-        let mut purged = 0;
-        for table in tables
-            .iter()
-            .chain(std::iter::once(&self.maps.conn_fallback))
-        {
-            for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
-                if entry.real == idx {
-                    delete_if_present(table, bytes(&key))?;
+        let table = &self.maps.conn_fallback;
+        for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
+            if entry.real == idx {
+                delete_if_present(table, bytes(&key))?;
+                purged += 1;
+            }
+        }
+        self.each_conn_set(|_, sets| {
+            let mut changed = false;
+            for way in sets.iter_mut().flat_map(|s| s.way.iter_mut()) {
+                if way.entry.real == idx {
+                    *way = types::conn_way::default();
                     purged += 1;
+                    changed = true;
                 }
             }
-        }
+            changed
+        })?;
         Ok(purged)
     }
 }

@@ -1,12 +1,13 @@
 //! Loads the balancer object: sizes its maps and read-only settings from the
-//! configuration before load, creates the per-CPU connection tables, and
-//! hands out map handles and programs. Attaching lives in `attach`.
+//! configuration before load, marks which CPUs have a connection table of
+//! their own, and hands out map handles and programs. Attaching lives in
+//! `attach`.
 
 use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, OpenObject, PrintLevel};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, PrintLevel};
 
 use super::abi::types;
 use super::kernel_store::{KernelStore, Maps};
@@ -19,7 +20,8 @@ pub struct LoadOptions {
     pub ring_size: u32,
     pub max_vips: u32,
     pub max_reals: u32,
-    /// Entries of each per-CPU connection table.
+    /// Entries of each per-CPU connection table (a set-associative array of
+    /// `conn_table_size / CONN_WAYS` sets).
     pub conn_table_size: u32,
     /// Entries of the shared table used by CPUs without one.
     pub fallback_table_size: u32,
@@ -38,6 +40,20 @@ impl Default for LoadOptions {
             forwarding_cpus: None,
         }
     }
+}
+
+/// Sets in a per-CPU connection table of `entries` flows.
+pub fn conn_sets(entries: u32) -> u32 {
+    (entries / types::conn_layout::CONN_WAYS.0).max(1)
+}
+
+/// A seed nobody outside can guess (the per-CPU tables' set hash).
+fn random_u32() -> Result<u32> {
+    let mut b = [0u8; 4];
+    // SAFETY: writes at most 4 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    anyhow::ensure!(n == 4, "getrandom: {}", std::io::Error::last_os_error());
+    Ok(u32::from_ne_bytes(b))
 }
 
 /// Routes libbpf's own messages into `log` at matching levels.
@@ -76,6 +92,18 @@ impl Dataplane {
             .as_deref_mut()
             .context("balancer object has no read-only data")?;
         rodata.ring_size = o.ring_size;
+        // No per-CPU table at all: the program goes to the shared one directly.
+        let shared_only = o.forwarding_cpus.as_ref().is_some_and(Vec::is_empty);
+        rodata.shared_table_only = u8::from(shared_only);
+        // No CPU uses the per-CPU sets with the shared table only: one set.
+        let nsets = if shared_only {
+            1
+        } else {
+            conn_sets(o.conn_table_size)
+        };
+        let seed = random_u32()?;
+        rodata.conn_nsets = nsets;
+        rodata.conn_seed = seed;
         let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
         let m = &mut open.maps;
         let sizes = [
@@ -85,7 +113,9 @@ impl Dataplane {
             (&mut m.reals, o.max_reals + 1),
             (&mut m.backends, limits.backends),
             (&mut m.server_ids, limits.server_ids),
-            (&mut m.conn_tables, cpus),
+            (&mut m.conn_cpus, cpus),
+            (&mut m.conn_sets, nsets),
+            (&mut m.conn_fallback4, o.fallback_table_size),
             (&mut m.conn_fallback, o.fallback_table_size),
             (&mut m.vip_stats, o.max_vips),
             (&mut m.real_stats, o.max_reals + 1),
@@ -101,7 +131,13 @@ impl Dataplane {
             skel,
             options: options.clone(),
         };
-        dp.create_conn_tables(cpus)?;
+        dp.mark_conn_cpus(cpus)?;
+        let meta = types::conn_meta { seed, nsets };
+        dp.skel
+            .maps
+            .conn_meta
+            .update(&0u32.to_ne_bytes(), super::abi::bytes(&meta), MapFlags::ANY)
+            .context("recording the connection-table seed")?;
         dp.skel
             .maps
             .lb_stamp
@@ -114,31 +150,18 @@ impl Dataplane {
         Ok(dp)
     }
 
-    fn create_conn_tables(&self, cpus: u32) -> Result<()> {
+    /// Gives each forwarding CPU its table in `conn_sets` (`conn_cpus`).
+    fn mark_conn_cpus(&self, cpus: u32) -> Result<()> {
         let which: Vec<u32> = match &self.options.forwarding_cpus {
             Some(list) => list.clone(),
             None => (0..cpus).collect(),
         };
-        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
-            sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
-            ..Default::default()
-        };
         for cpu in which {
-            let table = MapHandle::create(
-                MapType::LruHash,
-                Some(format!("conn_cpu{cpu}")),
-                size_of::<types::flow_key>() as u32,
-                size_of::<types::conn_entry>() as u32,
-                self.options.conn_table_size,
-                &opts,
-            )
-            .with_context(|| format!("creating the connection table of CPU {cpu}"))?;
-            let fd = table.as_fd().as_raw_fd() as u32;
             self.skel
                 .maps
-                .conn_tables
-                .update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-                .with_context(|| format!("installing the connection table of CPU {cpu}"))?;
+                .conn_cpus
+                .update(&cpu.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY)
+                .with_context(|| format!("giving CPU {cpu} its connection table"))?;
         }
         Ok(())
     }
@@ -155,11 +178,17 @@ impl Dataplane {
             lb_ctl: h(&m.lb_ctl)?,
             vips: h(&m.vips)?,
             vip_addrs: h(&m.vip_addrs)?,
+            vip_filter: h(&m.vip_filter)?,
+            vip_cache: h(&m.vip_cache)?,
             rings: h(&m.rings)?,
             reals: h(&m.reals)?,
             backends: h(&m.backends)?,
             server_ids: h(&m.server_ids)?,
-            conn_tables: h(&m.conn_tables)?,
+            server_ids_dense: h(&m.server_ids_dense)?,
+            conn_cpus: h(&m.conn_cpus)?,
+            conn_sets: h(&m.conn_sets)?,
+            conn_meta: h(&m.conn_meta)?,
+            conn_fallback4: h(&m.conn_fallback4)?,
             conn_fallback: h(&m.conn_fallback)?,
             stats: h(&m.stats)?,
             vip_stats: h(&m.vip_stats)?,
@@ -185,5 +214,3 @@ impl Dataplane {
         &self.skel.progs.pass_floor
     }
 }
-
-use std::os::fd::{AsFd, AsRawFd};

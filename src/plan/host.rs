@@ -9,6 +9,11 @@ use std::net::IpAddr;
 use super::Change;
 use crate::config::Settings;
 
+/// Ways per set of a per-CPU connection table (`CONN_WAYS` in
+/// bpf/lb_types.h; the build checks they agree): such a table holds
+/// `conn_table_size` rounded down to whole sets.
+pub const CONN_WAYS: u32 = 4;
+
 /// What is fixed when a dataplane is loaded: changing any of it needs a new
 /// dataplane, not a map update.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +33,11 @@ impl LoadShape {
             ring_size: s.ring_size,
             max_vips: s.max_vips,
             max_reals: s.max_reals,
-            conn_table_size: s.conn_table_size,
+            conn_table_size: if s.shared_conn_table {
+                s.conn_table_size
+            } else {
+                (s.conn_table_size / CONN_WAYS).max(1) * CONN_WAYS
+            },
             per_cpu_tables: (!s.shared_conn_table).then(|| match &s.forwarding_cpus {
                 Some(list) => list.iter().copied().collect(),
                 None => (0..cpus).collect(),

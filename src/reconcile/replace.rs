@@ -90,11 +90,10 @@ impl Replaced {
 /// Checks that the running dataplane's connections can be carried over.
 pub fn prepare(pins: &Pins, switch: Vec<(String, Attached, Attached)>) -> Result<Replacement> {
     let tables = Tables::open_pinned(&pins.maps())
-        .context("reading the running dataplane's connection tables")?;
-    conn_carry::check_layout(&tables).context("the running dataplane cannot be replaced")?;
+        .context("the running dataplane cannot be replaced without moving flows")?;
     Ok(Replacement {
         switch,
-        connections: tables.count(),
+        connections: tables.count()?,
         then_at: 0,
     })
 }
@@ -164,11 +163,6 @@ impl Replacement {
 fn index_of(store: &crate::bpf::kernel_store::KernelStore) -> Result<HashMap<IpAddr, u32>> {
     let snap = Snapshot::read(store)?;
     Ok(snap.reals.iter().map(|(i, r)| (r.addr, *i)).collect())
-}
-
-fn tables_of(dp: &Dataplane) -> Result<Tables> {
-    let maps = dp.maps()?;
-    Tables::of(&maps.conn_tables, maps.conn_fallback)
 }
 
 fn old_reals(pins: &Pins) -> Result<HashMap<u32, IpAddr>> {
@@ -342,7 +336,7 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
     let (mut before, mut later) = (Carried::default(), Carried::default());
     let done = after(Step::Staged).and_then(|()| {
         let index = index_of(&store)?;
-        let new_tables = tables_of(&dp)?;
+        let new_tables = Tables::open_pinned(&staged.maps())?;
         // while the old dataplane still forwards: as close to the switch
         // as possible, so few connections start in between
         before = carry(&p.pins, &new_tables, &index)?;

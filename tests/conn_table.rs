@@ -1,0 +1,177 @@
+//! The per-CPU connection tables (set-associative arrays, see
+//! `enum conn_layout` in bpf/lb_types.h), through the kernel with
+//! BPF_PROG_TEST_RUN: UDP entries expire, a full set evicts an entry not
+//! used since its last eviction and counts it, and established flows keep
+//! their real when an apply changes the ring. The test thread is pinned to
+//! one CPU so that every packet uses that CPU's table.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_SYN};
+use katran::apply::apply;
+use katran::bpf::abi::addr_words;
+use katran::bpf::abi::types::{self, lb_stat};
+use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
+use katran::testrun::{run_once, XDP_TX};
+use libbpf_rs::MapHandle;
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+const VIP_TCP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1));
+const VIP_UDP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 200, 0, 2));
+
+fn reals(n: u8) -> Vec<Backend> {
+    (1..=n)
+        .map(|i| Backend {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, i)),
+            weight: 1,
+        })
+        .collect()
+}
+
+fn state(n_reals: u8) -> State {
+    let mut s = State {
+        ring: RingKind::MaglevV2,
+        ..State::default()
+    };
+    s.globals.gateway_mac = MacAddr([0x02, 0, 0, 0, 0, 0xfe]);
+    let vip = |addr, port, proto| Vip {
+        key: VipKey { addr, port, proto },
+        flags: VipFlags::default(),
+        reals: reals(n_reals),
+    };
+    s.vips = vec![vip(VIP_TCP, 80, Proto::Tcp), vip(VIP_UDP, 53, Proto::Udp)];
+    s
+}
+
+/// Per-CPU tables of `entries` flows, this thread pinned to its CPU.
+fn load(name: &str, entries: u32) -> Option<(Dataplane, MapHandle)> {
+    if !common::privileged(name) {
+        return None;
+    }
+    // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+    let dp = Dataplane::load(&LoadOptions {
+        ring_size: 4099,
+        max_vips: 8,
+        max_reals: 16,
+        conn_table_size: entries,
+        ..LoadOptions::default()
+    })
+    .expect("loading the balancer");
+    let stats = dp.maps().expect("map handles").stats;
+    Some((dp, stats))
+}
+
+fn stat(stats: &MapHandle, which: lb_stat) -> u64 {
+    katran::stats::global_one(stats, which).expect("reading stats")
+}
+
+fn send(dp: &Dataplane, frame: &[u8]) -> Option<IpAddr> {
+    let (verdict, out) = run_once(dp.balancer(), frame).expect("test run");
+    assert_eq!(verdict, XDP_TX);
+    outer_dst(&out)
+}
+
+#[test]
+fn udp_entries_expire() {
+    let Some((dp, stats)) = load("per-CPU table: UDP entries expire", 1024) else {
+        return;
+    };
+    let dns = packet(17, (CLIENT, 5353), (VIP_UDP, 53), 0, b"query");
+    let mut s = state(4);
+    s.globals.udp_timeout_s = 30;
+    apply(&mut dp.store().unwrap(), &s).unwrap();
+    send(&dp, &dns);
+    send(&dp, &dns);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_MISS_UDP), 1);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 1);
+    // a timeout of 0 s: every entry is older than that by the next packet
+    s.globals.udp_timeout_s = 0;
+    apply(&mut dp.store().unwrap(), &s).unwrap();
+    send(&dp, &dns);
+    send(&dp, &dns);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_MISS_UDP), 3);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 1);
+}
+
+#[test]
+fn a_full_set_evicts_an_unused_entry_and_counts_it() {
+    // four entries: one set of four ways
+    let Some((dp, stats)) = load("per-CPU table: eviction", 4) else {
+        return;
+    };
+    apply(&mut dp.store().unwrap(), &state(4)).unwrap();
+    let syn = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_SYN);
+    let ack = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_ACK);
+    for port in 1001..=1004 {
+        send(&dp, &syn(port));
+    }
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_EVICTED), 0);
+    send(&dp, &ack(1001)); // used since: survives the next eviction
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 1);
+    send(&dp, &syn(1005)); // the set is full: evicts 1002, the first unused
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_EVICTED), 1);
+    send(&dp, &ack(1001));
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 2);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 0);
+    send(&dp, &ack(1002));
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 1);
+}
+
+#[test]
+fn established_flows_keep_their_real_across_an_apply() {
+    let Some((dp, stats)) = load("per-CPU table: flows keep their real", 65_536) else {
+        return;
+    };
+    apply(&mut dp.store().unwrap(), &state(2)).unwrap();
+    let ports: Vec<u16> = (2000..2064).collect();
+    let first: Vec<Option<IpAddr>> = ports
+        .iter()
+        .map(|p| send(&dp, &tcp((CLIENT, *p), (VIP_TCP, 80), TCP_SYN)))
+        .collect();
+    // user space finds each entry in the set it computes (abi::conn_set_index)
+    let store = dp.store().unwrap();
+    for p in &ports {
+        let key = types::flow_key {
+            src: addr_words(CLIENT),
+            dst: addr_words(VIP_TCP),
+            sport: p.to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
+        assert!(
+            store.conn_entry(&key).unwrap().is_some(),
+            "the flow from port {p} is not in the set user space computes"
+        );
+    }
+    // eight reals instead of two: the ring moves most flows
+    apply(&mut dp.store().unwrap(), &state(8)).unwrap();
+    let hits = stat(&stats, lb_stat::STAT_CONN_HIT);
+    for (p, want) in ports.iter().zip(&first) {
+        let got = send(&dp, &tcp((CLIENT, *p), (VIP_TCP, 80), TCP_ACK));
+        assert_eq!(got, *want, "the flow from port {p} changed real");
+    }
+    assert_eq!(
+        stat(&stats, lb_stat::STAT_CONN_HIT) - hits,
+        ports.len() as u64
+    );
+    // new flows do use the new reals
+    let moved = (3000..3064u16)
+        .filter_map(|p| send(&dp, &tcp((CLIENT, p), (VIP_TCP, 80), TCP_SYN)))
+        .filter(|a| !first.contains(&Some(*a)))
+        .count();
+    assert!(moved > 0, "no new flow went to one of the new reals");
+}
