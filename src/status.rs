@@ -65,6 +65,17 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
     let other_build = pins.exists() && stamp.as_deref() != Some(this_build);
     let store = match live::open(&pins) {
         Ok(s) => s,
+        Err(e) if other_build && json_out => {
+            let v = json!({
+                "pin_dir": pin_dir,
+                "build": stamp,
+                "this_build": this_build,
+                "readable": false,
+                "error": format!("{e:#}"),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) if other_build => {
             println!(
                 "dataplane pinned at {} by another build of katran ({}; this one is {this_build}), \

@@ -74,6 +74,7 @@ pub struct Replaced {
 impl Replaced {
     pub fn summary(&self) -> String {
         let gone = self.before.real_gone + self.after.real_gone;
+        let full = self.before.set_full + self.after.set_full;
         let mut s = format!(
             "replaced the dataplane: {} connection entries carried over ({} more after the switch)",
             self.before.written + self.after.written,
@@ -81,6 +82,9 @@ impl Replaced {
         );
         if gone > 0 {
             s.push_str(&format!("; {gone} named a real no longer configured"));
+        }
+        if full > 0 {
+            s.push_str(&format!("; {full} found their set full and were left out"));
         }
         s.push_str("; counters restart at zero");
         s
