@@ -175,8 +175,11 @@ if git cat-file -e "$PREVIOUS^{commit}" 2>/dev/null; then
     from="release $PREVIOUS"
     old_src=$(mktemp -d)
     git worktree add --detach "$old_src" "$PREVIOUS" >/dev/null 2>&1
-    old_deb=$(cd "$old_src" && CARGO_TARGET_DIR=$target_dir packaging/build-deb.sh "${version}~prev" | tail -n1)
-    old_deb=$target_dir/debian/$(basename "$old_deb")
+    # its own target directory: two source trees of one package must not
+    # share build-script output
+    old_target=$target_dir/previous-release
+    old_deb=$(cd "$old_src" && CARGO_TARGET_DIR=$old_target packaging/build-deb.sh "${version}~prev" | tail -n1)
+    old_deb=$old_target/debian/$(basename "$old_deb")
     git worktree remove --force "$old_src" >/dev/null 2>&1 || rm -rf "$old_src"
 else
     from="this source with -DKATRAN_BUILD_TAG=1 (no history for $PREVIOUS)"
