@@ -150,8 +150,10 @@ impl fmt::Display for Explanation {
         let fl = &self.flow;
         writeln!(
             f,
-            "flow {}:{} -> {}:{}/{}",
-            fl.src, fl.sport, fl.dst, fl.dport, fl.proto
+            "flow {} -> {}/{}",
+            std::net::SocketAddr::new(fl.src, fl.sport),
+            std::net::SocketAddr::new(fl.dst, fl.dport),
+            fl.proto
         )?;
         let Some(vip) = &self.vip else {
             return writeln!(
@@ -174,5 +176,26 @@ impl fmt::Display for Explanation {
                 "the VIP has no reals with weight > 0: packets are dropped"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_print_as_they_are_written_ipv6_in_brackets() {
+        let flow = parse_flow("[2001:db8::7]:40000", "[2001:db8::1]:443/tcp").unwrap();
+        let text = explain(&State::default(), 4099, flow).to_string();
+        assert!(
+            text.starts_with("flow [2001:db8::7]:40000 -> [2001:db8::1]:443/tcp\n"),
+            "{text}"
+        );
+        let flow = parse_flow("10.0.0.7:40000", "10.0.0.1:80/udp").unwrap();
+        let text = explain(&State::default(), 4099, flow).to_string();
+        assert!(
+            text.starts_with("flow 10.0.0.7:40000 -> 10.0.0.1:80/udp\n"),
+            "{text}"
+        );
     }
 }
