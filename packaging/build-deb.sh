@@ -37,7 +37,8 @@ epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 deb="$out/katran_${version}_${arch}.deb"
 
 say "cargo build --release"
-cargo build --release --locked --bin katran >&2
+# the binary says the package's version (build.rs reads KATRAN_VERSION)
+KATRAN_VERSION=$version cargo build --release --locked --bin katran >&2
 bin="$target/release/katran"
 
 rm -rf "$root"
@@ -190,6 +191,11 @@ exit 0
 EOF
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
+
+# md5sums of every shipped file but the conffiles, as dh_md5sums writes them
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort \
+    | grep -vxF -f <(sed 's|^/||' DEBIAN/conffiles) | xargs -r md5sum) >"$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
 
 say "dpkg-deb --build"
 find "$root" -newermt "@$epoch" -exec touch -h -d "@$epoch" {} +

@@ -61,7 +61,9 @@ done
 [ "$failed" -eq 0 ] || finish
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-if ! deb=$(packaging/build-deb.sh "$version" | tail -n1) || [ ! -f "$deb" ]; then
+# a package version other than Cargo's: the binary must say the package's
+deb_version="$version+test1"
+if ! deb=$(packaging/build-deb.sh "$deb_version" | tail -n1) || [ ! -f "$deb" ]; then
     fail "build-deb.sh" "no package built"
     finish
 fi
@@ -90,12 +92,14 @@ check "control: Depends" grep -q '^Depends: .*libelf1.*zlib1g.*iproute2' <(dpkg-
 check "dpkg -i" dpkg -i "$deb"
 check "conffile /etc/katran.toml registered" grep -q '/etc/katran.toml' \
     <(dpkg-query -W -f='${Conffiles}\n' katran)
-if out=$(katran --version 2>&1) && [ "$out" = "katran $version" ]; then
+if out=$(katran --version 2>&1) && [ "$out" = "katran $deb_version" ]; then
     pass "katran --version: $out"
 else
     fail "katran --version" "$out"
 fi
 check "katran check -c /etc/katran.toml" katran check -c /etc/katran.toml
+quiet "dpkg --verify katran (md5sums)" dpkg --verify katran
+check "md5sums list the binary" grep -q ' usr/bin/katran$' /var/lib/dpkg/info/katran.md5sums
 
 # The unit, offline: systemd need not be the running init for either.
 unit=/lib/systemd/system/katran.service

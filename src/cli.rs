@@ -24,7 +24,7 @@ const EXIT_CHANGES: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(
     name = "katran",
-    version,
+    version = env!("KATRAN_VERSION"),
     about = "A layer-4 XDP load balancer driven by one TOML file"
 )]
 pub struct Cli {
