@@ -358,6 +358,15 @@ succeeded and there were changes.
 found no dataplane pinned (with
 .B \-\-json
 it exits 0 and says so in the output).
+.TP
+.B 4
+.B katran status
+found the daemon in trouble: its last reload failed (the last good
+configuration stays in force), its dataplane is not in place, or every real
+of a VIP fails its health check.
+With
+.B \-\-json
+it exits 0; the document says the same.
 "#;
 
 const ENVIRONMENT: &str = r#".SH ENVIRONMENT

@@ -58,6 +58,10 @@ fn ago(at: u64) -> String {
     format!("{}s ago", now.saturating_sub(at))
 }
 
+/// `katran status` (text) when the daemon reports trouble: its last reload
+/// failed, its dataplane is not in place, or every real of a VIP fails.
+pub const EXIT_DEGRADED: u8 = 4;
+
 pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCode> {
     let pins = Pins::new(pin_dir);
     let stamp = live::stamp(&pins).ok().flatten();
@@ -228,6 +232,12 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
             }
             if let Some(x) = &d.external_change {
                 println!("  note {}: {}", ago(x.at), x.message);
+            }
+            if d.last_error.is_some()
+                || d.dataplane_missing.is_some()
+                || !d.all_reals_down.is_empty()
+            {
+                return Ok(ExitCode::from(EXIT_DEGRADED));
             }
         }
     }
