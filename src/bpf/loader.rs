@@ -56,11 +56,20 @@ fn random_u32() -> Result<u32> {
     Ok(u32::from_ne_bytes(b))
 }
 
+/// libbpf warnings that come with a successful operation (creating the
+/// clsact qdisc the health-check program needs, attaching it beside
+/// another filter): logged at debug level, not as warnings.
+const EXPECTED: &[&str] = &["Parent Qdisc doesn't exists", "Exclusivity flag on"];
+
 /// Routes libbpf's own messages into `log` at matching levels.
 pub fn route_libbpf_log() {
     fn print(level: PrintLevel, msg: String) {
         let msg = msg.trim_end();
         match level {
+            // what every successful tc attach says: not worth a warning
+            PrintLevel::Warn if EXPECTED.iter().any(|e| msg.contains(e)) => {
+                log::debug!(target: "libbpf", "{msg}")
+            }
             PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
             PrintLevel::Info => log::info!(target: "libbpf", "{msg}"),
             PrintLevel::Debug => log::debug!(target: "libbpf", "{msg}"),
