@@ -18,6 +18,30 @@ use crate::reconcile::{commit, prepare, Purpose, Verdicts};
 pub const DEFAULT_CONFIG: &str = "/etc/katran.toml";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/katran";
 
+/// Where the dataplane is pinned: the file's `pin_dir` with `-c FILE`, or
+/// `--pin-dir`, or the default.
+#[derive(Debug, clap::Args)]
+pub struct PinPlace {
+    /// Take pin_dir from this configuration file.
+    #[arg(short = 'c', long = "config", conflicts_with = "pin_dir")]
+    config: Option<PathBuf>,
+    /// The bpffs directory the dataplane is pinned under
+    /// [default: /sys/fs/bpf/katran].
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
+}
+
+impl PinPlace {
+    /// The pin directory; `None` when the file named has errors (printed).
+    fn resolve(&self) -> Option<PathBuf> {
+        match (&self.config, &self.pin_dir) {
+            (Some(file), _) => load(file).map(|c| c.settings.pin_dir),
+            (None, Some(dir)) => Some(dir.clone()),
+            (None, None) => Some(PathBuf::from(DEFAULT_PIN_DIR)),
+        }
+    }
+}
+
 /// Exit code of `apply --detailed-exitcode` when there are changes.
 const EXIT_CHANGES: u8 = 2;
 
@@ -93,9 +117,8 @@ pub enum Command {
     },
     /// The live configuration (read back from the maps) and the daemon's state.
     Status {
-        /// The bpffs directory the dataplane is pinned under.
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        place: PinPlace,
         /// Where the daemon reports its reloads and health (read by `katran status`).
         #[arg(long, default_value = DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
@@ -106,9 +129,8 @@ pub enum Command {
     /// Packet and byte rates: totals, per VIP, per real; connection table,
     /// ICMP, server ids, drops by reason, XDP verdicts.
     Stats {
-        /// The bpffs directory the dataplane is pinned under.
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        place: PinPlace,
         /// Seconds between the two readings a rate is taken from.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
@@ -129,11 +151,13 @@ pub enum Command {
         /// The configuration file.
         #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Explain from the live maps (pinned at the file's pin_dir).
         #[arg(long)]
         live: bool,
-        /// The bpffs directory the dataplane is pinned under.
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        /// With --live: the bpffs directory the dataplane is pinned under
+        /// instead of the file's.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
         /// Print JSON for tools instead of text.
         #[arg(long)]
         json: bool,
@@ -162,9 +186,8 @@ pub enum Command {
     /// (removing nothing) a directory not on bpffs or holding entries katran
     /// did not pin.
     Down {
-        /// The bpffs directory the dataplane is pinned under.
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        place: PinPlace,
         /// Take it down even while a `katran run` manages it (that daemon
         /// reports the dataplane gone, and its next reload brings it back).
         #[arg(long)]
@@ -315,16 +338,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {
-            pin_dir,
+            place,
             status_file,
             json,
-        } => crate::status::show(&pin_dir, &status_file, json),
+        } => match place.resolve() {
+            Some(pin_dir) => crate::status::show(&pin_dir, &status_file, json),
+            None => Ok(ExitCode::FAILURE),
+        },
         Command::Stats {
-            pin_dir,
+            place,
             interval,
             watch,
             json,
         } => {
+            let Some(pin_dir) = place.resolve() else {
+                return Ok(ExitCode::FAILURE);
+            };
             crate::stats_view::run(&pin_dir, interval, watch, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -335,7 +364,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             live,
             pin_dir,
             json,
-        } => explain_cmd(&src, &vip, &config, live.then_some(pin_dir.as_path()), json),
+        } => {
+            let live_pins = match (live, pin_dir) {
+                (false, _) => None,
+                (true, Some(dir)) => Some(dir),
+                (true, None) => match load(&config) {
+                    Some(cfg) => Some(cfg.settings.pin_dir),
+                    None => return Ok(ExitCode::FAILURE),
+                },
+            };
+            explain_cmd(&src, &vip, &config, live_pins.as_deref(), json)
+        }
         Command::Real { action } => real_cmd(action),
         Command::Drain {
             config,
@@ -352,8 +391,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 crate::drain::drain(&cfg, std::time::Duration::from_secs(timeout))
             }
         }
-        Command::Down { pin_dir, force } => {
+        Command::Down { place, force } => {
             caps::require("katran down", caps::DATAPLANE)?;
+            let Some(pin_dir) = place.resolve() else {
+                return Ok(ExitCode::FAILURE);
+            };
             if let Some(daemon) = crate::daemon_lock::holder(&pin_dir)? {
                 if !force {
                     anyhow::bail!(

@@ -308,3 +308,37 @@ fn a_dry_run_that_cannot_read_the_pins_fails_instead_of_planning_against_nothing
     let err = failed(&o);
     assert!(err.contains("cannot read the live dataplane"), "{err}");
 }
+
+/// status, stats, explain --live and down take pin_dir from `-c FILE`.
+#[test]
+fn every_command_finds_the_dataplane_through_the_file() {
+    if !common::privileged("commands read pin_dir from -c") {
+        return;
+    }
+    let h = Host::new("trustc");
+    let file = h.file("a.toml", "interfaces = [\"tva\"]", &vips(1));
+    ok(&h.katran(&["apply", "-c", &file]));
+    let pins = h.pins.display().to_string();
+    let status = ok(&h.katran(&["status", "-c", &file]));
+    assert!(
+        status.contains(&format!("dataplane pinned at {pins}")),
+        "{status}"
+    );
+    let stats = ok(&h.katran(&["stats", "-c", &file, "--json", "--interval", "0.1"]));
+    assert!(stats.contains("\"vips\""), "{stats}");
+    let explain = ok(&h.katran(&[
+        "explain",
+        "192.0.2.7:4000",
+        "10.0.0.1:80/tcp",
+        "-c",
+        &file,
+        "--live",
+    ]));
+    assert!(explain.contains("connection table"), "{explain}");
+    // one or the other, not both
+    let both = h.katran(&["status", "-c", &file, "--pin-dir", &pins]);
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    let down = h.katran(&["down", "-c", &file]);
+    assert!(down.status.success(), "{down:?}");
+    assert!(!h.pins.exists(), "down -c left {pins}");
+}
