@@ -33,12 +33,15 @@ fn print_table(r: &Rates, total: &Snapshot) {
         .map(|p| format!("{p:.1}%"))
         .unwrap_or_else(|| "-".into());
     println!(
-        "connection table: hit {hit}; misses/s: TCP SYN {}, TCP non-SYN {}, UDP {}; fallback table {}/s; rate-limited {}/s",
+        "connection table: {hit} of non-SYN lookups hit; misses/s: TCP SYN (new flows) {}, \
+         TCP non-SYN {}, UDP {}; rate-limited {}/s; evicted {}/s; on CPUs left out of \
+         forwarding_cpus (shared table) {}/s",
         human(g("conn_miss_tcp_syn")),
         human(g("conn_miss_tcp_nonsyn")),
         human(g("conn_miss_udp")),
-        human(g("fallback_table")),
-        human(g("conn_rate_limited"))
+        human(g("conn_rate_limited")),
+        human(g("conn_evicted")),
+        human(g("fallback_table"))
     );
     println!(
         "icmp/s: too-big v4 {}, v6 {}, echo replies {}; server ids/s: QUIC {} (unknown {}), TCP {}",
@@ -58,7 +61,7 @@ fn print_table(r: &Rates, total: &Snapshot) {
     println!("drops/s: {}", drops.join(", "));
     println!(
         "{:<44} {:>10} {:>10} {:>14}",
-        "VIP", "pps", "bps", "packets total"
+        "VIP", "packets/s", "bits/s", "packets total"
     );
     for (k, (pps, bps)) in &r.vips {
         println!(
@@ -70,7 +73,7 @@ fn print_table(r: &Rates, total: &Snapshot) {
     }
     println!(
         "{:<44} {:>10} {:>10} {:>14}",
-        "REAL", "pps", "bps", "packets total"
+        "REAL", "packets/s", "bits/s", "packets total"
     );
     for (k, (pps, bps)) in &r.reals {
         println!(
@@ -103,6 +106,10 @@ pub fn run(pin_dir: &Path, interval: f64, watch: bool, json_out: bool) -> Result
         } else {
             if watch {
                 print!("\x1b[2J\x1b[H");
+                println!(
+                    "{} (every {interval} s)",
+                    crate::status::timestamp(std::time::SystemTime::now())
+                );
             }
             print_table(&r, &now);
         }
