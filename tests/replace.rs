@@ -174,7 +174,10 @@ struct Bed {
     sport: u16,
 }
 
-/// The dataplane table with these load-time settings.
+/// The dataplane table with these load-time settings. Tables are sized as
+/// in production (65,536 entries): the per-CPU tables are 4-way sets, and
+/// the thousands of short connections these tests open would otherwise
+/// evict an idle long-lived connection's entry before the replacement.
 fn dataplane(d: &Daemon, conn_table: &str, size: u32, vips: u32, ring: u32, mode: &str) -> String {
     d.dataplane_table()
         .replace(
@@ -321,7 +324,7 @@ fn replacing_the_dataplane_under_traffic_drops_nothing() {
     let head = |b: &Bed, table: &str, size: u32, vips: u32, ring: u32| {
         dataplane(&b.d, table, size, vips, ring, "generic")
     };
-    b.apply(&b.file(&head(&b, "per-cpu", 4096, 8, 4099), &[1, 1, 1]));
+    b.apply(&b.file(&head(&b, "per-cpu", 65536, 8, 4099), &[1, 1, 1]));
     b.connect(12);
     let spread: std::collections::BTreeSet<&String> = b.conns.iter().map(|c| &c.1).collect();
     println!("  12 long-lived connections on {spread:?}");
@@ -342,7 +345,7 @@ fn replacing_the_dataplane_under_traffic_drops_nothing() {
         dry.contains("connection-table entries are carried over"),
         "{dry}"
     );
-    let file = b.file(&head(&b, "per-cpu", 4096, 8, 4099), &[1, 1, 4]);
+    let file = b.file(&head(&b, "per-cpu", 65536, 8, 4099), &[1, 1, 4]);
     b.replace("another build", &file, true);
     assert_eq!(
         live::stamp(&Pins::new(&b.d.pin_dir))
@@ -351,23 +354,23 @@ fn replacing_the_dataplane_under_traffic_drops_nothing() {
         Some(katran::bpf::STAMP)
     );
 
-    let file = b.file(&head(&b, "shared", 4096, 8, 4099), &[4, 1, 1]);
+    let file = b.file(&head(&b, "shared", 65536, 8, 4099), &[4, 1, 1]);
     b.replace("per-cpu -> shared", &file, true);
     assert_eq!(b.shape().per_cpu_tables, None);
 
-    let file = b.file(&head(&b, "per-cpu", 4096, 8, 4099), &[1, 4, 1]);
+    let file = b.file(&head(&b, "per-cpu", 65536, 8, 4099), &[1, 4, 1]);
     b.replace("shared -> per-cpu", &file, true);
     assert_eq!(b.shape().per_cpu_tables.map(|t| t.len() as u32), Some(cpus));
 
-    let file = b.file(&head(&b, "per-cpu", 8192, 16, 4099), &[1, 1, 1]);
+    let file = b.file(&head(&b, "per-cpu", 131072, 16, 4099), &[1, 1, 1]);
     b.replace("grow conn_table_size and max_vips", &file, true);
     let s = b.shape();
-    assert_eq!((s.conn_table_size, s.max_vips), (8192, 16), "{s:?}");
+    assert_eq!((s.conn_table_size, s.max_vips), (131_072, 16), "{s:?}");
 
     // A new ring size moves slots before every connection is carried over:
     // a connection opened in the few milliseconds of the switch may land
     // elsewhere (measured, see docs/replace.md).
-    let file = b.file(&head(&b, "per-cpu", 8192, 16, 8191), &[1, 1, 1]);
+    let file = b.file(&head(&b, "per-cpu", 131072, 16, 8191), &[1, 1, 1]);
     b.replace("grow ring_size", &file, false);
     assert_eq!(b.shape().ring_size, 8191);
 
@@ -377,7 +380,7 @@ fn replacing_the_dataplane_under_traffic_drops_nothing() {
         UdpStream::start(&b.tb, ip(VIP4), 9000, 2000, 16, &b.d.dir).expect("udp stream");
     let _ = stream.wait_flowing(200);
     let file = b.file(
-        &dataplane(&b.d, "shared", 8192, 16, 8191, "native"),
+        &dataplane(&b.d, "shared", 131072, 16, 8191, "native"),
         &[1, 1, 1],
     );
     b.replace("xdp_mode generic -> native, shared table", &file, false);
@@ -413,7 +416,7 @@ fn a_failure_at_any_step_of_a_replacement_leaves_the_old_dataplane_forwarding() 
             .success());
     }
     b.tb.steer_balancer_to_cpu(0).expect("steering");
-    let head = dataplane(&b.d, "per-cpu", 4096, 8, 4099, "generic");
+    let head = dataplane(&b.d, "per-cpu", 65536, 8, 4099, "generic");
     let before = head.replace(
         "interfaces = [\"eth0\"]",
         "interfaces = [\"eth0\", \"tvy\"]",
@@ -536,7 +539,7 @@ fn upgrading_the_package_replaces_the_dataplane_under_traffic() {
     b.d.bin = "/usr/bin/katran".into();
     b.tb.steer_balancer_to_cpu(0).expect("steering");
     let file = b.file(
-        &dataplane(&b.d, "per-cpu", 4096, 8, 4099, "generic"),
+        &dataplane(&b.d, "per-cpu", 65536, 8, 4099, "generic"),
         &[1, 1, 1],
     );
     std::fs::write(&b.d.config, &file).expect("write");
