@@ -26,6 +26,14 @@ pub struct DaemonLock {
     pub path: PathBuf,
 }
 
+impl Drop for DaemonLock {
+    /// A daemon that exits cleanly leaves no lock file behind (one killed
+    /// leaves it unlocked, and the next start takes it over).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The lock file's name for a pin directory: the path's components joined
 /// by `-`, every byte outside `[A-Za-z0-9._]` written as `%XX`.
 pub fn file_name(pin_dir: &Path) -> String {

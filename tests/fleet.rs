@@ -117,6 +117,8 @@ impl Drop for Fleet {
                 .arg(&lb.pins)
                 .output();
             let _ = std::fs::remove_file(katran::announce::drain_marker(&lb.pins));
+            let run = Path::new(katran::daemon_lock::RUN_DIR);
+            let _ = std::fs::remove_file(run.join(katran::daemon_lock::file_name(&lb.pins)));
             let _ = std::fs::remove_dir_all(&lb.pins);
         }
         self.router_bird = None;

@@ -93,6 +93,10 @@ fn remove_pins(dir: &Path) {
         // Unpinning drops the last reference to links, maps and programs.
         let _ = fs::remove_dir_all(dir);
     }
+    // what a daemon (even a killed one) and a drain leave under /run/katran
+    let run = Path::new(katran::daemon_lock::RUN_DIR);
+    let _ = fs::remove_file(run.join(katran::daemon_lock::file_name(dir)));
+    let _ = fs::remove_file(katran::announce::drain_marker(dir));
 }
 
 /// One `[[vip]]` table: `address` is `ADDR:PORT` or `[ADDR6]:PORT`.
