@@ -29,8 +29,8 @@ struct Spawned(Child);
 
 impl Spawned {
     fn new(ns: &str, args: &[&str]) -> Result<Spawned> {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -82,8 +82,9 @@ impl RealSide {
         let decap = Decap::load(DEFAULT_GUE_PORT)?;
         let prog = decap.prog().as_fd();
         let (link, _) = netns::within(&pair.b, || attach_xdp(prog, "vb", XdpMode::Generic))?;
-        let mut server = Command::new("ip")
-            .args(["netns", "exec", &pair.b, "python3", "-c", SERVER, PORT])
+        let mut server = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", pair.b))
+            .args(["python3", "-c", SERVER, PORT])
             .stdout(Stdio::piped())
             .spawn()
             .context("starting the server")?;

@@ -451,8 +451,9 @@ pub struct Proc {
 impl Proc {
     /// `python3 -u -c SCRIPT ARGS...` in namespace `ns`.
     pub fn python(ns: &str, script: &str, args: &[&str]) -> Result<Proc> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-u", "-c", script])
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["python3", "-u", "-c", script])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -354,8 +354,8 @@ impl Testbed {
     /// With `ready`, waits until its standard output prints that line.
     pub fn spawn(&mut self, ns: &str, args: &[&str], ready: Option<&str>) -> Result<()> {
         use std::io::{BufRead, BufReader};
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -46,7 +46,11 @@ pub fn host(args: &[&str]) -> Result<String> {
     check(&args.join(" "), out)
 }
 
-/// Runs a command inside namespace `ns` (`ip netns exec`).
+/// Runs a command inside namespace `ns` with `ip netns exec`, which also
+/// mounts the namespace's own /sys: for the commands that read or write
+/// /sys/class/net of its interfaces (MACs, RPS masks). It hides the host's
+/// bpffs, so katran itself is never run this way (processes are started
+/// with `nsenter --net` everywhere else).
 pub fn exec(ns: &str, args: &[&str]) -> Result<String> {
     let mut all = vec!["ip", "netns", "exec", ns];
     all.extend_from_slice(args);
