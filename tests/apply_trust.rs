@@ -73,6 +73,16 @@ impl Host {
         cmd.output().expect("running katran")
     }
 
+    /// Applies a file with two VIPs on `tva` (the starting point of most
+    /// tests here).
+    fn apply_on_tva(&self) {
+        ok(&self.katran(&[
+            "apply",
+            "-c",
+            &self.file("a.toml", "interfaces = [\"tva\"]", &vips(1)),
+        ]));
+    }
+
     fn snapshot(&self) -> Snapshot {
         let store = live::open(&Pins::new(&self.pins))
             .unwrap()
@@ -120,11 +130,7 @@ fn a_failing_interface_changes_nothing() {
         return;
     }
     let h = Host::new("trust1");
-    ok(&h.katran(&[
-        "apply",
-        "-c",
-        &h.file("a.toml", "interfaces = [\"tva\"]", &vips(1)),
-    ]));
+    h.apply_on_tva();
     let before = h.snapshot();
 
     let typo = h.file("b.toml", "interfaces = [\"tva\", \"typo0\"]", &vips(5));
@@ -145,11 +151,7 @@ fn the_plan_names_interfaces_and_a_dataplane_replacement() {
         return;
     }
     let h = Host::new("trust2");
-    ok(&h.katran(&[
-        "apply",
-        "-c",
-        &h.file("a.toml", "interfaces = [\"tva\"]", &vips(1)),
-    ]));
+    h.apply_on_tva();
     let both = h.file("b.toml", "interfaces = [\"tva\", \"tvb\"]", &vips(1));
     let out = ok(&h.katran(&["apply", "-c", &both, "--dry-run"]));
     assert!(out.contains("+ attach tvb"), "{out}");
@@ -194,11 +196,7 @@ fn another_xdp_program_is_refused_by_name_before_any_change() {
         return;
     }
     let h = Host::new("trust3");
-    ok(&h.katran(&[
-        "apply",
-        "-c",
-        &h.file("a.toml", "interfaces = [\"tva\"]", &vips(1)),
-    ]));
+    h.apply_on_tva();
     let other = format!("{}-other", h.pins.display());
     ok(&h.katran(&["real", "attach", "-i", "tvb", "--pin-dir", &other]));
     let before = h.snapshot();

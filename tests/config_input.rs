@@ -4,37 +4,21 @@
 //! Each is refused (or escaped) by the real binary, quickly, with a message
 //! that names the path and the reason. No privileges needed.
 
+mod common;
+
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Scratch;
 
 /// Generous: `check` answers in milliseconds; a hang is what is caught.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A scratch directory named after this process, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "katran-test-{}-config-input-{name}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `katran check -c PATH`, killed if it outlives [`DEADLINE`].
 fn check(path: &Path) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_katran"))
@@ -80,7 +64,7 @@ fn refused(path: &Path, reason: &str) {
 
 #[test]
 fn a_fifo_is_refused_without_blocking() {
-    let dir = Scratch::new("fifo");
+    let dir = Scratch::new("config-input-fifo");
     let fifo = dir.0.join("katran.toml");
     let c = CString::new(fifo.as_os_str().as_bytes()).expect("path");
     // SAFETY: a valid NUL-terminated path.
@@ -94,13 +78,13 @@ fn devices_and_directories_are_refused() {
         Path::new("/dev/zero"),
         "a character device, not a regular file",
     );
-    let dir = Scratch::new("dir");
+    let dir = Scratch::new("config-input-dir");
     refused(&dir.0, "a directory, not a regular file");
 }
 
 #[test]
 fn a_file_over_the_size_limit_is_refused_unread() {
-    let dir = Scratch::new("big");
+    let dir = Scratch::new("config-input-big");
     let big = dir.0.join("katran.toml");
     let f = fs::File::create(&big).expect("create");
     // sparse: no disk used, yet larger than the limit
@@ -115,7 +99,7 @@ fn a_file_over_the_size_limit_is_refused_unread() {
 
 /// `katran check` on `text`: exits 1 and prints no raw ESC or BEL.
 fn check_text_escaped(name: &str, text: &str) -> String {
-    let dir = Scratch::new(name);
+    let dir = Scratch::new(&format!("config-input-{name}"));
     let path = dir.0.join("katran.toml");
     fs::write(&path, text).expect("write");
     let out = check(&path);

@@ -4,31 +4,16 @@
 //! victim keeps its content, and the status path ends up a regular file
 //! holding the status. No privileges needed.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::PathBuf;
+
+use common::Scratch;
 
 use katran::daemon_status::DaemonStatus;
 
 /// A scratch directory named after this process, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("katran-test-{}-status-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 fn status() -> DaemonStatus {
     DaemonStatus {
         pid: 4242,
@@ -40,7 +25,7 @@ fn status() -> DaemonStatus {
 /// Writes the status with `plant` symlinked to a victim file; checks the
 /// victim is untouched and the status is a regular file read back whole.
 fn survives(name: &str, plant: &str) {
-    let dir = Scratch::new(name);
+    let dir = Scratch::new(&format!("status-{name}"));
     let victim = dir.0.join("victim");
     fs::write(&victim, "root's file\n").expect("victim");
     symlink(&victim, dir.0.join(plant)).expect("symlink");

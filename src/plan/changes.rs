@@ -34,55 +34,36 @@ fn encap_name(g: &Globals) -> String {
 /// Dataplane-wide values; `gateway` is how each side names its gateway.
 pub fn settings(live: &State, want: &State, gateway: (String, String)) -> Vec<Change> {
     let (a, b) = (&live.globals, &want.globals);
-    let mut out = Vec::new();
-    let mut cmp = |name: &str, from: String, to: String| {
-        if from != to {
-            out.push(Change::Setting {
-                name: name.into(),
-                from,
-                to,
-            });
-        }
-    };
-    cmp("gateway_mac", gateway.0, gateway.1);
-    cmp("encapsulation", encap_name(a), encap_name(b));
-    cmp(
-        "ring",
-        ring_name(live.ring).into(),
-        ring_name(want.ring).into(),
-    );
     let sid = |k: Option<u8>| k.map_or_else(|| "off".into(), |k| format!("option kind {k}"));
-    cmp(
-        "tcp_server_id",
-        sid(a.tcp_server_id_kind),
-        sid(b.tcp_server_id_kind),
-    );
-    cmp(
-        "outer_source_v4_prefix",
-        a.src_v4_prefix.to_string(),
-        b.src_v4_prefix.to_string(),
-    );
-    cmp(
-        "outer_source_v6_prefix",
-        a.src_v6_prefix.to_string(),
-        b.src_v6_prefix.to_string(),
-    );
-    cmp(
-        "max_conn_rate",
-        a.max_conn_rate.to_string(),
-        b.max_conn_rate.to_string(),
-    );
-    cmp(
-        "udp_timeout",
-        a.udp_timeout_s.to_string(),
-        b.udp_timeout_s.to_string(),
-    );
-    cmp(
-        "max_frame_len",
-        a.max_frame_len.to_string(),
-        b.max_frame_len.to_string(),
-    );
-    out
+    let pair = |x: &dyn ToString, y: &dyn ToString| (x.to_string(), y.to_string());
+    [
+        ("gateway_mac", gateway),
+        ("encapsulation", (encap_name(a), encap_name(b))),
+        ("ring", pair(&ring_name(live.ring), &ring_name(want.ring))),
+        (
+            "tcp_server_id",
+            (sid(a.tcp_server_id_kind), sid(b.tcp_server_id_kind)),
+        ),
+        (
+            "outer_source_v4_prefix",
+            pair(&a.src_v4_prefix, &b.src_v4_prefix),
+        ),
+        (
+            "outer_source_v6_prefix",
+            pair(&a.src_v6_prefix, &b.src_v6_prefix),
+        ),
+        ("max_conn_rate", pair(&a.max_conn_rate, &b.max_conn_rate)),
+        ("udp_timeout", pair(&a.udp_timeout_s, &b.udp_timeout_s)),
+        ("max_frame_len", pair(&a.max_frame_len, &b.max_frame_len)),
+    ]
+    .into_iter()
+    .filter(|(_, (from, to))| from != to)
+    .map(|(name, (from, to))| Change::Setting {
+        name: name.into(),
+        from,
+        to,
+    })
+    .collect()
 }
 
 fn reals_changes(vip: &str, old: &[Backend], new: &[Backend]) -> Vec<Change> {

@@ -61,40 +61,26 @@ fn tables(t: &Option<BTreeSet<u32>>) -> String {
 
 /// One `replace dataplane` change per load-time value that differs.
 pub fn replacements(live: &LoadShape, want: &LoadShape) -> Vec<Change> {
-    let mut out = Vec::new();
-    let mut cmp = |name: &str, a: String, b: String| {
-        if a != b {
-            out.push(Change::ReplaceDataplane {
-                why: format!("{name} {a} -> {b}"),
-            });
-        }
-    };
-    cmp(
-        "ring_size",
-        live.ring_size.to_string(),
-        want.ring_size.to_string(),
-    );
-    cmp(
-        "max_vips",
-        live.max_vips.to_string(),
-        want.max_vips.to_string(),
-    );
-    cmp(
-        "max_reals",
-        live.max_reals.to_string(),
-        want.max_reals.to_string(),
-    );
-    cmp(
-        "conn_table",
-        tables(&live.per_cpu_tables),
-        tables(&want.per_cpu_tables),
-    );
-    cmp(
-        "conn_table_size",
-        live.conn_table_size.to_string(),
-        want.conn_table_size.to_string(),
-    );
-    out
+    let pair = |x: u32, y: u32| (x.to_string(), y.to_string());
+    [
+        ("ring_size", pair(live.ring_size, want.ring_size)),
+        ("max_vips", pair(live.max_vips, want.max_vips)),
+        ("max_reals", pair(live.max_reals, want.max_reals)),
+        (
+            "conn_table",
+            (tables(&live.per_cpu_tables), tables(&want.per_cpu_tables)),
+        ),
+        (
+            "conn_table_size",
+            pair(live.conn_table_size, want.conn_table_size),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, (a, b))| a != b)
+    .map(|(name, (a, b))| Change::ReplaceDataplane {
+        why: format!("{name} {a} -> {b}"),
+    })
+    .collect()
 }
 
 /// Health-check mark changes, in mark order.

@@ -84,3 +84,23 @@ pub fn hex_diff(want: &[u8], got: &[u8]) -> String {
     ));
     s
 }
+
+/// A temporary directory of this test process, removed (with its
+/// contents) when dropped, also when the test fails.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `<tmp>/katran-test-<pid>-<name>`, empty.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("katran-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
