@@ -125,6 +125,12 @@ fn describe(file: &mut File) -> String {
     }
 }
 
+/// The pid of the daemon managing `pin_dir`, if one runs (from what it
+/// wrote into its lock: `pid N config F`).
+pub fn holder_pid(pin_dir: &Path) -> Result<Option<i32>> {
+    Ok(holder(pin_dir)?.and_then(|h| h.strip_prefix("pid ")?.split(' ').next()?.parse().ok()))
+}
+
 /// Takes the lock for `pin_dir` for this process's life, or fails naming
 /// the daemon that holds it.
 pub fn acquire(pin_dir: &Path, config: &Path) -> Result<DaemonLock> {

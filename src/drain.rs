@@ -28,17 +28,6 @@ fn vip_packets(pins: &Pins) -> Result<u64> {
     Ok(s.vips.values().map(|t| t.packets).sum())
 }
 
-/// The pid of the daemon managing `pins`, from its lock.
-fn daemon_pid(pins: &Pins) -> Result<Option<i32>> {
-    Ok(crate::daemon_lock::holder(&pins.dir)?.and_then(|h| {
-        h.strip_prefix("pid ")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    }))
-}
-
 /// Tells the daemon to apply again (it reads the marker), or applies the
 /// routes itself when none runs. Waits until the routes are as wanted.
 fn settle(cfg: &Config, pins: &Pins, what: &str) -> Result<usize> {
@@ -56,7 +45,7 @@ fn settle(cfg: &Config, pins: &Pins, what: &str) -> Result<usize> {
         ),
         None => Default::default(),
     };
-    let daemon = daemon_pid(pins)?;
+    let daemon = crate::daemon_lock::holder_pid(&pins.dir)?;
     match daemon {
         Some(pid) => {
             // SAFETY: a signal to the daemon named by its lock.

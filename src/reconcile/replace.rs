@@ -165,8 +165,8 @@ impl Replacement {
 
 /// Real address -> index, in a dataplane written from a plan.
 fn index_of(store: &crate::bpf::kernel_store::KernelStore) -> Result<HashMap<IpAddr, u32>> {
-    let snap = Snapshot::read(store)?;
-    Ok(snap.reals.iter().map(|(i, r)| (r.addr, *i)).collect())
+    let reals = crate::store::MapStore::reals(store).context("reading the new reals")?;
+    Ok(reals.iter().map(|(i, r)| (r.addr, *i)).collect())
 }
 
 fn old_reals(pins: &Pins) -> Result<HashMap<u32, IpAddr>> {
