@@ -150,7 +150,16 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 		dport_hash_key(p);
 		return chosen(p, ring_pick(p, vip));
 	}
-	real = ring_pick(p, vip);
+	real = 0;
+	if (table && !syn) {
+		real = prev_ring_pick(p, vip);
+		if (real && live_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen))
+			bump(p, STAT_PREV_RING);
+		else
+			real = 0;
+	}
+	if (!real)
+		real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
 	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
 		conn_store(loc, p, real, ctl);

@@ -88,6 +88,25 @@ struct {
 	__type(value, struct real_def);
 } reals SEC(".maps");
 
+/* The running dataplane's rings while a replacement switches interfaces
+ * (see enum prev_ring_layout): created by user space beside the new
+ * program, placed in slot 0 for the few milliseconds of the switch, and
+ * removed after it. Empty the rest of the time. */
+struct prev_ring_slots {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct prev_ring_slots);
+} prev_ring SEC(".maps");
+
 /* Not read by the dataplane: each ring's reals and weights, for readback. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

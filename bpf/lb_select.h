@@ -125,4 +125,26 @@ INLINE __u32 ring_pick(const struct pkt *p, const struct vip_meta *vip)
 	return real ? *real : 0;
 }
 
+/* While a replacement switches interfaces: the real the replaced
+ * dataplane's ring names for this flow (an index of this dataplane), or 0.
+ * A flow the old program started in the last moments before the switch is
+ * in neither connection table yet; this keeps it on its real when the ring
+ * size changed. */
+INLINE __u32 prev_ring_pick(const struct pkt *p, const struct vip_meta *vip)
+{
+	__u32 zero = 0, k = PREV_RING_SIZE, *size, *until, *real;
+	void *slots = bpf_map_lookup_elem(&prev_ring, &zero);
+
+	if (!slots)
+		return 0;
+	size = bpf_map_lookup_elem(slots, &k);
+	k = PREV_RING_UNTIL;
+	until = bpf_map_lookup_elem(slots, &k);
+	if (!size || !*size || !until || (__u32)(conn_clock() >> PREV_RING_CLOCK_SHIFT) > *until)
+		return 0;
+	k = PREV_RING_HEADER + vip->vip_num * *size + flow_hash(&p->flow, p->v6) % *size;
+	real = bpf_map_lookup_elem(slots, &k);
+	return real ? *real : 0;
+}
+
 #endif /* LB_SELECT_H */

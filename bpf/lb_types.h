@@ -241,6 +241,16 @@ struct traffic_counter {
 	__u64 bytes;
 };
 
+/* The map in `prev_ring` slot 0: a header, then one ring of `ring_size`
+ * slots per VIP, indexed by `vip_num` (stable across generations, unlike
+ * `ring_id`), each slot a real index of this dataplane. */
+enum prev_ring_layout {
+	PREV_RING_SIZE = 0,      /* slots per ring */
+	PREV_RING_UNTIL = 1,     /* ignored once the clock, in units of 2^30 ns, passes this */
+	PREV_RING_HEADER = 2,    /* the first ring starts here */
+	PREV_RING_CLOCK_SHIFT = 30,
+};
+
 /* Global counters: `struct lb_counters` is indexed by these names, never by
  * arithmetic. */
 enum lb_stat {
@@ -271,6 +281,8 @@ enum lb_stat {
 	STAT_DROP_ENCAP,          /* could not grow the frame */
 	STAT_DROP_NO_CTL,
 	STAT_CONN_EVICTED,        /* a per-CPU set was full: its least recent way was replaced */
+	STAT_PREV_RING,           /* during a replacement: a flow the table did not know
+				   * went where the replaced dataplane sends it */
 	STAT__COUNT,
 };
 
@@ -317,6 +329,7 @@ struct lb_abi {
 	enum vip_cache_layout vip_cache_layout;
 	enum conn_layout conn_layout;
 	enum conn_flag conn_flag;
+	enum prev_ring_layout prev_ring_layout;
 };
 
 #endif /* LB_TYPES_H */

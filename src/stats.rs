@@ -143,6 +143,11 @@ pub const COUNTERS: &[(&str, S, &str)] = &[
         S::STAT_CONN_EVICTED,
         "Per-CPU table entries replaced because their set was full",
     ),
+    (
+        "prev_ring",
+        S::STAT_PREV_RING,
+        "During a replacement: unknown flows sent where the replaced dataplane's ring sends them",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -2,18 +2,20 @@
 //! `enum conn_layout` in bpf/lb_types.h), through the kernel with
 //! BPF_PROG_TEST_RUN: UDP entries expire, a full set evicts an entry not
 //! used since its last eviction and counts it, and established flows keep
-//! their real when an apply changes the ring. The test thread is pinned to
-//! one CPU so that every packet uses that CPU's table.
+//! their real when an apply changes the ring, and during a replacement a
+//! flow neither table knows follows the replaced dataplane's ring. The test
+//! thread is pinned to one CPU so that every packet uses that CPU's table.
 
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_SYN};
+use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_RST, TCP_SYN};
 use katran::apply::apply;
 use katran::bpf::abi::addr_words;
 use katran::bpf::abi::types::{self, lb_stat};
 use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::bpf::prev_ring;
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::testrun::{run_once, XDP_TX};
 use libbpf_rs::MapHandle;
@@ -48,6 +50,10 @@ fn state(n_reals: u8) -> State {
 
 /// Per-CPU tables of `entries` flows, this thread pinned to its CPU.
 fn load(name: &str, entries: u32) -> Option<(Dataplane, MapHandle)> {
+    load_ring(name, entries, 4099)
+}
+
+fn load_ring(name: &str, entries: u32, ring_size: u32) -> Option<(Dataplane, MapHandle)> {
     if !common::privileged(name) {
         return None;
     }
@@ -63,7 +69,7 @@ fn load(name: &str, entries: u32) -> Option<(Dataplane, MapHandle)> {
         );
     }
     let dp = Dataplane::load(&LoadOptions {
-        ring_size: 4099,
+        ring_size,
         max_vips: 8,
         max_reals: 16,
         conn_table_size: entries,
@@ -174,4 +180,65 @@ fn established_flows_keep_their_real_across_an_apply() {
         .filter(|a| !first.contains(&Some(*a)))
         .count();
     assert!(moved > 0, "no new flow went to one of the new reals");
+}
+
+#[test]
+fn during_a_replacement_unknown_flows_follow_the_old_ring() {
+    let Some((old, _)) = load_ring("replacement: the old ring is lent", 65_536, 4099) else {
+        return;
+    };
+    let (new, stats) = load_ring("replacement: the old ring is lent", 65_536, 8191).unwrap();
+    apply(&mut old.store().unwrap(), &state(4)).unwrap();
+    // the same reals in another order: other indices in the new dataplane
+    let mut s = state(4);
+    for v in &mut s.vips {
+        v.reals.reverse();
+    }
+    apply(&mut new.store().unwrap(), &s).unwrap();
+    // a reset is never stored: it shows where each ring sends a flow
+    let rst = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_RST | TCP_ACK);
+    let ack = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_ACK);
+    let syn = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_SYN);
+    let differ: Vec<(u16, Option<IpAddr>, Option<IpAddr>)> = (2000..2100u16)
+        .map(|p| (p, send(&old, &rst(p)), send(&new, &rst(p))))
+        .filter(|(_, a, b)| a != b)
+        .collect();
+    assert!(
+        differ.len() >= 3,
+        "the two rings agree on almost every flow"
+    );
+
+    let store = new.store().unwrap();
+    let index = katran::store::MapStore::reals(&store)
+        .unwrap()
+        .into_iter()
+        .map(|(i, r)| (r.addr, i))
+        .collect();
+    let lent = new.prev_ring_map().unwrap();
+    let vips = prev_ring::install(&lent, &old.store().unwrap(), &store, &index).unwrap();
+    assert_eq!(vips, 2);
+
+    let (p, was, _) = differ[0];
+    assert_eq!(
+        send(&new, &ack(p)),
+        was,
+        "an unknown flow left the old ring's real"
+    );
+    assert_eq!(stat(&stats, lb_stat::STAT_PREV_RING), 1);
+    // ... and is remembered there
+    let hits = stat(&stats, lb_stat::STAT_CONN_HIT);
+    assert_eq!(send(&new, &ack(p)), was);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), hits + 1);
+    // a new connection takes the new ring
+    let (p, _, now) = differ[1];
+    assert_eq!(send(&new, &syn(p)), now, "a SYN followed the old ring");
+
+    prev_ring::clear(&lent).unwrap();
+    let (p, _, now) = differ[2];
+    assert_eq!(
+        send(&new, &ack(p)),
+        now,
+        "the old ring outlived the replacement"
+    );
+    assert_eq!(stat(&stats, lb_stat::STAT_PREV_RING), 1);
 }

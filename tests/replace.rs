@@ -367,11 +367,11 @@ fn replacing_the_dataplane_under_traffic_drops_nothing() {
     let s = b.shape();
     assert_eq!((s.conn_table_size, s.max_vips), (131_072, 16), "{s:?}");
 
-    // A new ring size moves slots before every connection is carried over:
-    // a connection opened in the few milliseconds of the switch may land
-    // elsewhere (measured, see docs/replace.md).
+    // A new ring sends flows elsewhere: a connection the old program opens
+    // in the moments of the switch is kept by the old ring, lent to the
+    // new program until every connection is carried over.
     let file = b.file(&head(&b, "per-cpu", 131072, 16, 8191), &[1, 1, 1]);
-    b.replace("grow ring_size", &file, false);
+    b.replace("grow ring_size", &file, true);
     assert_eq!(b.shape().ring_size, 8191);
 
     // generic -> native: a detach and an attach; the gap is measured (with

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
-use std::ptr::NonNull;
 
 use anyhow::{bail, ensure, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use super::abi::{self, bytes, from_bytes, types, Pod};
+use super::mmap_array::U32Array;
 use crate::maglev::RingDelta;
 use crate::model::{Globals, RingKind, VipKey};
 use crate::store::{BackendRecord, Limits, MapStore, RealRecord, VipRecord};
@@ -283,85 +283,25 @@ fn delete_if_present(map: &MapHandle, key: &[u8]) -> Result<()> {
     }
 }
 
-/// The rings array, mapped into this process. The kernel stores array
-/// elements 8 bytes apart, so slot `i` is the low half of word `2 * i`.
-struct RingMem {
-    ptr: NonNull<u32>,
-    slots: usize,
-}
-
-const WORDS_PER_SLOT: usize = 2;
-
-impl RingMem {
-    fn bytes(slots: usize) -> usize {
-        (slots * WORDS_PER_SLOT * 4).next_multiple_of(4096)
-    }
-
-    fn map(handle: &MapHandle) -> Result<RingMem> {
-        ensure!(handle.value_size() == 4, "rings map values are not 4 bytes");
-        let slots = handle.max_entries() as usize;
-        // SAFETY: mapping a BPF_F_MMAPABLE array map's fd, shared, whole size.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                Self::bytes(slots),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                handle.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mmap of the rings map");
-        }
-        let ptr = NonNull::new(p.cast::<u32>()).context("mmap returned null")?;
-        Ok(RingMem { ptr, slots })
-    }
-
-    fn words(&self) -> &[u32] {
-        // SAFETY: the mapping holds `slots * WORDS_PER_SLOT` u32s for as long as self lives.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.slots * WORDS_PER_SLOT) }
-    }
-
-    fn words_mut(&mut self) -> &mut [u32] {
-        // SAFETY: as above; the program only reads these slots.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.slots * WORDS_PER_SLOT) }
-    }
-
-    fn read(&self, range: std::ops::Range<usize>) -> Vec<u32> {
-        let w = self.words();
-        range.map(|i| w[i * WORDS_PER_SLOT]).collect()
-    }
-}
-
-impl Drop for RingMem {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `map` mapped.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), Self::bytes(self.slots));
-        }
-    }
-}
-
 /// The kernel's maps as a [`MapStore`].
 pub struct KernelStore {
     pub maps: Maps,
     limits: Limits,
-    ring: RingMem,
+    ring: U32Array,
 }
 
 impl KernelStore {
     /// The limits are read from the maps' sizes.
     pub fn new(maps: Maps) -> Result<KernelStore> {
         let limits = maps.limits()?;
-        let ring = RingMem::map(&maps.rings)?;
+        let ring = U32Array::map(&maps.rings).context("mapping the rings")?;
         Ok(KernelStore { maps, limits, ring })
     }
 
     fn ring_range(&self, ring_id: u32) -> Result<std::ops::Range<usize>> {
         let size = self.limits.ring_size as usize;
         let start = ring_id as usize * size;
-        if start + size > self.ring.slots {
+        if start + size > self.ring.slots() {
             bail!("ring {ring_id} is outside the rings map");
         }
         Ok(start..start + size)
@@ -738,12 +678,10 @@ impl MapStore for KernelStore {
 
     fn write_ring(&mut self, ring_id: u32, changes: &[RingDelta]) -> Result<()> {
         let r = self.ring_range(ring_id)?;
-        let words = self.ring.words_mut();
         for c in changes {
             let slot = c.slot as usize;
             ensure!(slot < r.len(), "ring slot {slot} out of range");
-            // A plain aligned 4-byte store: the program never sees a torn slot.
-            words[(r.start + slot) * WORDS_PER_SLOT] = c.real;
+            self.ring.set(r.start + slot, c.real);
         }
         Ok(())
     }

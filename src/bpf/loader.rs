@@ -210,6 +210,11 @@ impl Dataplane {
         MapHandle::try_from(&self.skel.maps.lb_stamp).context("duplicating map lb_stamp")
     }
 
+    /// The slot a replacement lends the old rings through (`bpf::prev_ring`).
+    pub fn prev_ring_map(&self) -> Result<MapHandle> {
+        MapHandle::try_from(&self.skel.maps.prev_ring).context("duplicating map prev_ring")
+    }
+
     pub fn store(&self) -> Result<KernelStore> {
         KernelStore::new(self.maps()?)
     }

@@ -8,6 +8,8 @@ pub mod conn_carry;
 pub mod decap;
 pub mod kernel_store;
 pub mod loader;
+pub mod mmap_array;
+pub mod prev_ring;
 
 /// The identity of the balancer this binary loads: a hash of its compiled
 /// object (see build.rs), pinned with the maps as `maps/lb_stamp`.

@@ -12,7 +12,9 @@
 //! the entries it created meanwhile are copied too; the pins change places
 //! (`maps`, `prog` -> `retired/`, `next/` -> in place), the file's changes
 //! are applied to the new dataplane as an ordinary update, and the old one
-//! is unpinned.
+//! is unpinned. While the interfaces switch, the new program is lent the
+//! old one's rings (`bpf::prev_ring`), so a flow the old program started
+//! after its table was copied keeps its real even with a new `ring_size`.
 //!
 //! Until then, a failure takes everything back: links point at the old
 //! program again, new attachments go, the pins return, the staged
@@ -35,6 +37,7 @@ use super::{apply_marks, take_all_back, Outcome, Prepared, Undo};
 use crate::bpf::attach::{self, Attached};
 use crate::bpf::conn_carry::{self, Carried, Tables};
 use crate::bpf::loader::Dataplane;
+use crate::bpf::prev_ring;
 use crate::live::{self, Pins};
 use crate::model::State;
 use crate::plan::{self, Plan};
@@ -341,6 +344,7 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
     let done = after(Step::Staged).and_then(|()| {
         let index = index_of(&store)?;
         let new_tables = Tables::open_pinned(&staged.maps())?;
+        lend_old_rings(&p.pins, &dp, &store, &index)?;
         // while the old dataplane still forwards: as close to the switch
         // as possible, so few connections start in between
         before = carry(&p.pins, &new_tables, &index)?;
@@ -367,6 +371,10 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
         return Err(take_all_back(&p.pins, &mut store, undo, e));
     }
     let after = later;
+    // every connection of the old dataplane is in the new tables now
+    if let Err(e) = dp.prev_ring_map().and_then(|m| prev_ring::clear(&m)) {
+        log::warn!("{e:#} (the copy expires by itself within a minute)");
+    }
     if let Err(e) = fs::remove_dir_all(retired(&p.pins).dir) {
         log::warn!("removing the old dataplane's pins: {e}");
     }
@@ -381,6 +389,28 @@ pub fn commit_checked(p: Prepared, after: &mut dyn FnMut(Step) -> Result<()>) ->
         plan: p.plan,
         replaced: Some(Replaced { before, after }),
     })
+}
+
+/// Lends the running dataplane's rings to the new one for the switch (see
+/// `bpf::prev_ring`). A running dataplane this version cannot read lends
+/// nothing: its flows then rely on the connection tables alone.
+fn lend_old_rings(
+    pins: &Pins,
+    dp: &Dataplane,
+    new: &crate::bpf::kernel_store::KernelStore,
+    index: &HashMap<IpAddr, u32>,
+) -> Result<()> {
+    let old = match live::open(pins) {
+        Ok(Some(old)) => old,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            log::info!("the running dataplane's rings cannot be read ({e:#}); not lent");
+            return Ok(());
+        }
+    };
+    let vips = prev_ring::install(&dp.prev_ring_map()?, &old, new, index)?;
+    log::debug!("lent the rings of {vips} VIPs to the new dataplane for the switch");
+    Ok(())
 }
 
 /// Every interface to the new program, removed interfaces detached; each

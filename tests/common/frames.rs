@@ -8,6 +8,7 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x20];
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
+pub const TCP_RST: u8 = 0x04;
 
 /// One's complement fold of a 32-bit sum, complemented (a checksum).
 pub fn fold(mut sum: u32) -> u16 {
