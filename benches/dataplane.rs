@@ -465,10 +465,12 @@ impl Session<'_> {
     /// rounds Katran is taken over its limit by a burst of SYNs (with most
     /// of its one-second window still ahead); a block during which its
     /// window ended (so some of its SYNs were inserted) is measured again.
-    /// Returns how many SYNs ours was sent.
+    /// Ours is sent every SYN of the burst as well, so that both programs
+    /// meet the measured SYNs as a flood leaves them: with their rings in
+    /// the cache. Returns how many SYNs ours was sent.
     fn measure_flood(&mut self, case: &mut Case, cpu: usize) -> Result<u64> {
         self.first(case)?;
-        let mut sent = 1;
+        let (mut sent, mut bursts) = (1, 0);
         let rate = self.katran.map(|k| k.map("stats")).transpose()?;
         let mut burst = case.frame.clone();
         let started = Instant::now();
@@ -485,10 +487,14 @@ impl Session<'_> {
                         window = Some(start);
                         break;
                     }
+                    // ours is sent the same burst: a flood keeps both
+                    // programs' rings and tables warm, not Katran's alone
                     for _ in 0..1000 {
                         set_v4_client(&mut burst, *self.flow_no);
                         *self.flow_no += 1;
                         run_timed(&k.prog(), &burst, &mut self.out)?;
+                        run_timed(&self.ours.balancer().as_fd(), &burst, &mut self.out)?;
+                        bursts += 1;
                     }
                 }
             }
@@ -496,7 +502,8 @@ impl Session<'_> {
             for r in 0..FLOOD_BLOCK {
                 self.round(case, r, true)?;
             }
-            sent += FLOOD_BLOCK as u64;
+            sent += FLOOD_BLOCK as u64 + bursts;
+            bursts = 0;
             if let (Some(k), Some(stats), Some(start)) = (self.katran, &rate, window) {
                 if k.conn_rate(stats, cpu)?.1 != start {
                     for (s, n) in case.samples.iter_mut().zip(kept) {
