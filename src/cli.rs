@@ -109,9 +109,10 @@ pub enum Command {
         /// Detach and unpin everything when stopping.
         #[arg(long)]
         down_on_exit: bool,
-        /// Serve Prometheus metrics at http://ADDRESS/metrics (loopback only;
-        /// off by default): OpenMetrics to clients that accept it, the
-        /// Prometheus text format otherwise; GET and HEAD.
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (loopback only),
+        /// instead of where the file's [metrics] says (off when it has none):
+        /// OpenMetrics to clients that accept it, the Prometheus text format
+        /// otherwise; GET and HEAD.
         #[arg(long)]
         metrics_address: Option<std::net::SocketAddr>,
     },

@@ -39,7 +39,8 @@ pub struct Options {
     pub status_file: PathBuf,
     /// Detach and unpin everything on SIGTERM/SIGINT.
     pub down_on_exit: bool,
-    /// Serve Prometheus metrics here (loopback only).
+    /// Serve Prometheus metrics here (loopback only), instead of where the
+    /// file's `[metrics]` says.
     pub metrics_address: Option<std::net::SocketAddr>,
 }
 
@@ -118,6 +119,7 @@ impl Daemon {
     /// Records what was applied; says so when it moved the gateway MAC
     /// (whichever apply picked up the new one).
     fn now_applied(&mut self, state: State) {
+        self.status.generation += 1;
         let (old, new) = (self.applied.globals.gateway_mac, state.globals.gateway_mac);
         if old != new && old != crate::model::MacAddr::default() {
             log::warn!("gateway MAC changed from {old} to {new}");
@@ -230,6 +232,12 @@ impl Daemon {
                 for w in &loaded.warnings {
                     log::warn!("{w}");
                 }
+                if loaded.config.metrics != self.config.metrics {
+                    log::warn!(
+                        "[metrics] changed: the metrics endpoint stays where it is until \
+                         katran run restarts"
+                    );
+                }
                 let checks_changed = loaded.config.healthchecks != self.config.healthchecks
                     || loaded.config.somarks != self.config.somarks;
                 self.config = loaded.config;
@@ -243,6 +251,7 @@ impl Daemon {
         match result {
             Ok(outcome) => {
                 log::info!("reload ({why}): {}", outcome.plan.summary());
+                self.status.reloads_ok += 1;
                 self.record(&outcome);
                 notify(&format!(
                     "READY=1\nSTATUS=applied: {}",
@@ -254,6 +263,7 @@ impl Daemon {
                     "reload ({why}) failed, the last good configuration stays in force: {message}"
                 );
                 self.status.failures += 1;
+                self.status.reloads_failed += 1;
                 self.status.last_error = Some(Event::now(message.clone()));
                 notify(&format!(
                     "READY=1\nSTATUS=reload failed ({} in a row), last good configuration in force",
@@ -421,9 +431,15 @@ pub fn run(opts: Options) -> Result<()> {
     let pins = loaded.config.settings.pin_dir.clone();
     let lock = daemon_lock::acquire(&pins, &opts.config)?;
     log::debug!("watching {:?}", watch.watched());
-    if let Some(addr) = opts.metrics_address {
-        // checked (loopback only) and bound before touching the dataplane
-        let bound = crate::metrics::serve(addr, pins.clone())?;
+    // the flag is loopback only; the file may name any address
+    let metrics_at = match (opts.metrics_address, &loaded.config.metrics) {
+        (Some(flag), _) => Some(crate::metrics::loopback_only(flag)?),
+        (None, Some(m)) => Some(m.address),
+        (None, None) => None,
+    };
+    if let Some(addr) = metrics_at {
+        // bound before touching the dataplane
+        let bound = crate::metrics::serve(addr, pins.clone(), Some(opts.status_file.clone()))?;
         log::info!("serving metrics on http://{bound}/metrics");
     }
     watch_signals(tx.clone())?;

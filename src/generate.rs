@@ -137,6 +137,7 @@ pub fn man_page() -> String {
 
     page.push_str(&signals());
     page.push_str(PLAN);
+    page.push_str(METRICS);
     page.push_str(EXIT_STATUS);
     page.push_str(ENVIRONMENT);
     page.push_str(&files());
@@ -334,6 +335,50 @@ resizing is editing the file; counters restart at zero.
 An XDP mode change cannot be atomic: the interface is detached and attached
 again.
 See docs/replace.md.
+"#;
+
+const METRICS: &str = r#".SH METRICS
+.B katran run
+serves Prometheus metrics where the file's
+.B [metrics]
+table says (loopback unless it names another address; see
+.BR katran.toml (5))
+or
+.BR \-\-metrics\-address .
+Every family has a HELP text and the prefix
+.BR katran_ :
+.B xdp_verdicts_total{action}
+and
+.B drops_total{reason}
+(frames by verdict and by drop reason), one counter per other dataplane
+event (connection table, ICMP, server ids),
+.B vip_packets_total{vip}
+and
+.BR vip_bytes_total{vip} ,
+.B real_packets_total{real}
+and
+.B real_bytes_total{real}
+(over all of a real's VIPs),
+.BR real_weight ,
+.B real_effective_weight
+and
+.B real_healthy
+by
+.BR {vip,real} ,
+.B reloads_total{result}
+(ok, failed),
+.BR config_generation ,
+.BR reload_failures_in_a_row ,
+.BR last_applied_timestamp_seconds ,
+.B conn_table_entries{table}
+and
+.B conn_table_capacity{table}
+(per\-cpu, shared\-ipv4, shared\-ipv6),
+.BR build_info{version,dataplane} ,
+.BR dataplane_build ,
+.B dataplane_pinned
+and
+.BR announced{address,table} .
 "#;
 
 const EXIT_STATUS: &str = r#".SH EXIT STATUS

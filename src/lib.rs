@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod config_watch;
+pub mod conn_fill;
 pub mod daemon;
 pub mod daemon_lock;
 pub mod daemon_status;
