@@ -107,6 +107,7 @@ impl Daemon {
             log::info!("detached from {iface}");
             self.status.attached.retain(|(i, _)| i != iface);
         }
+        self.adopt_attached();
         self.status.last_applied = Some(Event::now(outcome.plan.summary()));
         self.status.last_error = None;
         // the maps hold this daemon's configuration again
@@ -114,6 +115,23 @@ impl Daemon {
         self.status.dataplane_missing = None;
         self.status.failures = 0;
         self.now_applied(outcome.state.clone());
+    }
+
+    /// Interfaces that were attached before this daemon started (an
+    /// adopted dataplane's): recorded with the mode the kernel reports, so
+    /// the status file lists every attached interface, not only new ones.
+    fn adopt_attached(&mut self) {
+        for iface in Pins::new(&self.pins).attached() {
+            if self.status.attached.iter().any(|(i, _)| *i == iface) {
+                continue;
+            }
+            let how = crate::bpf::attach::ifindex(&iface)
+                .and_then(crate::bpf::attach::query)
+                .ok()
+                .and_then(|q| q.attached().map(|(_, how)| how.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            self.status.attached.push((iface, how));
+        }
     }
 
     /// Records what was applied; says so when it moved the gateway MAC
