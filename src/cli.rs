@@ -66,6 +66,9 @@ pub enum Command {
         /// The configuration file, as a plain argument (takes precedence).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Print the diagnostics, a summary and the pinned memory as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make the live dataplane match the file, atomically; load and attach it
     /// when absent.
@@ -284,7 +287,14 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check { config, file } => Ok(check(file.as_deref().unwrap_or(&config))),
+        Command::Check { config, file, json } => {
+            let path = file.as_deref().unwrap_or(&config);
+            if json {
+                check_json(path)
+            } else {
+                Ok(check(path))
+            }
+        }
         Command::Apply {
             config,
             dry_run,
@@ -445,23 +455,78 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
+/// Distinct real addresses of a configuration.
+fn distinct_reals(cfg: &Config) -> usize {
+    cfg.state
+        .vips
+        .iter()
+        .flat_map(|v| v.reals.iter().map(|r| r.addr))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// The memory the file pins on this machine.
+fn memory_of(cfg: &Config) -> crate::memory::Memory {
+    let cpus = libbpf_rs::num_possible_cpus().map_or(1, |n| n as u32);
+    crate::memory::of(&live::load_options(&cfg.settings), cpus)
+}
+
 fn check(path: &Path) -> ExitCode {
     let Some(cfg) = load(path) else {
         return ExitCode::FAILURE;
     };
-    let reals: std::collections::BTreeSet<_> = cfg
-        .state
-        .vips
-        .iter()
-        .flat_map(|v| v.reals.iter().map(|r| r.addr))
-        .collect();
     println!(
         "{}: ok ({} VIPs, {} reals)",
         path.display(),
         cfg.state.vips.len(),
-        reals.len()
+        distinct_reals(&cfg)
     );
+    let m = memory_of(&cfg);
+    println!("{}: {}", path.display(), m.line());
+    if m.total > crate::memory::WARN_ABOVE {
+        eprintln!(
+            "{}: warning: the dataplane would pin {} of kernel memory (more than {}); \
+             lower max_vips, ring_size or conn_table_size if that is not meant",
+            path.display(),
+            crate::memory::human(m.total),
+            crate::memory::human(crate::memory::WARN_ABOVE)
+        );
+    }
     ExitCode::SUCCESS
+}
+
+/// `katran check --json`: exits as `check` does (1 when the file has errors).
+fn check_json(path: &Path) -> Result<ExitCode> {
+    use crate::json::check::{Check, DiagnosticDoc, Summary};
+    let doc = match config::load(path) {
+        Ok(loaded) => Check {
+            format_version: crate::json::FORMAT_VERSION,
+            file: path.display().to_string(),
+            ok: true,
+            errors: Vec::new(),
+            warnings: loaded.warnings.iter().map(DiagnosticDoc::from).collect(),
+            summary: Some(Summary {
+                vips: loaded.config.state.vips.len(),
+                reals: distinct_reals(&loaded.config),
+            }),
+            memory: Some(memory_of(&loaded.config)),
+        },
+        Err(errors) => Check {
+            format_version: crate::json::FORMAT_VERSION,
+            file: path.display().to_string(),
+            ok: false,
+            errors: errors.iter().map(DiagnosticDoc::from).collect(),
+            warnings: Vec::new(),
+            summary: None,
+            memory: None,
+        },
+    };
+    crate::json::print(&doc)?;
+    Ok(if doc.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_plan(p: &plan::Plan, json: bool) {
@@ -548,12 +613,11 @@ fn explain_cmd(
     };
     let e = crate::explain::explain(&state, ring_size, flow);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"explain": e, "connection_table": conn})
-            )?
-        );
+        crate::json::print(&crate::json::explain::Explain::new(
+            &e,
+            live_pins.is_some(),
+            conn,
+        ))?;
     } else {
         print!("{e}");
         if live_pins.is_some() {

@@ -138,6 +138,7 @@ pub fn man_page() -> String {
     page.push_str(&signals());
     page.push_str(PLAN);
     page.push_str(METRICS);
+    page.push_str(JSON);
     page.push_str(EXIT_STATUS);
     page.push_str(ENVIRONMENT);
     page.push_str(&files());
@@ -379,6 +380,20 @@ and
 .B dataplane_pinned
 and
 .BR announced{address,table} .
+"#;
+
+const JSON: &str = r#".SH JSON
+With
+.BR \-\-json ,
+.BR "apply" ", " "diff" ", " "status" ", " "stats" ", " "explain"
+and
+.B check
+print JSON documents, each with a
+.BR format_version ;
+their fields and JSON Schemas are in docs/json.md and docs/json/.
+.B katran check \-\-json
+gives every diagnostic as
+.BR "{severity, file, line, column, message, fix}" .
 "#;
 
 const EXIT_STATUS: &str = r#".SH EXIT STATUS
