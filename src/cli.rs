@@ -42,6 +42,27 @@ impl PinPlace {
     }
 }
 
+/// How a plan is printed as text: in brief (changes counted by kind) or
+/// line by line; by default in brief above `plan::brief::BRIEF_ABOVE`
+/// changes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Listing {
+    /// Print the plan in brief: VIP, real, weight, health and ring changes
+    /// counted by kind, every other change on its line.
+    #[arg(long, conflicts_with = "full")]
+    summary: bool,
+    /// List every change, however many (plans of more than 200 changes
+    /// are printed in brief otherwise).
+    #[arg(long)]
+    full: bool,
+}
+
+impl Listing {
+    fn brief(self, p: &plan::Plan) -> bool {
+        self.summary || (!self.full && p.changes.len() > plan::brief::BRIEF_ABOVE)
+    }
+}
+
 /// Exit code of `apply --detailed-exitcode` when there are changes.
 const EXIT_CHANGES: u8 = 2;
 
@@ -86,6 +107,8 @@ pub enum Command {
         /// Exit 2 when there are changes (0: none, 1: error).
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        listing: Listing,
     },
     /// Print the plan between two files (for reviewing a change).
     Diff {
@@ -99,6 +122,8 @@ pub enum Command {
         /// Exit 2 when the files differ (0: the same, 1: error).
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        listing: Listing,
     },
     /// Run as a daemon: apply the file and keep it applied (file changes,
     /// SIGHUP); SIGTERM leaves the dataplane forwarding.
@@ -300,15 +325,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             json,
             detailed_exitcode,
+            listing,
         } => {
             let Some(cfg) = load(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
             let changed = if dry_run {
-                dry_run_cmd(cfg, json)?
+                dry_run_cmd(cfg, json, listing)?
             } else {
                 caps::require("katran apply", caps::DATAPLANE)?;
-                apply_cmd(cfg, json)?
+                apply_cmd(cfg, json, listing)?
             };
             Ok(if detailed_exitcode && changed {
                 ExitCode::from(EXIT_CHANGES)
@@ -321,12 +347,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             new,
             json,
             detailed_exitcode,
+            listing,
         } => {
             let (Some(a), Some(b)) = (load(&old), load(&new)) else {
                 return Ok(ExitCode::FAILURE);
             };
             let p = crate::filediff::plan(&a, &b)?;
-            print_plan(&p, json);
+            print_plan(&p, json, listing);
             Ok(if detailed_exitcode && !p.is_empty() {
                 ExitCode::from(EXIT_CHANGES)
             } else {
@@ -529,16 +556,18 @@ fn check_json(path: &Path) -> Result<ExitCode> {
     })
 }
 
-fn print_plan(p: &plan::Plan, json: bool) {
+fn print_plan(p: &plan::Plan, json: bool, listing: Listing) {
     if json {
         println!("{}", p.to_json());
+    } else if listing.brief(p) {
+        print!("{}", p.brief());
     } else {
         print!("{p}");
     }
 }
 
 /// Prints the plan against the live maps; returns whether anything changes.
-fn dry_run_cmd(cfg: Config, json: bool) -> Result<bool> {
+fn dry_run_cmd(cfg: Config, json: bool, listing: Listing) -> Result<bool> {
     let pin_dir = cfg.settings.pin_dir.clone();
     let p = prepare(cfg, Verdicts::KeepLive, Purpose::DryRun)?;
     if p.plan.from_empty {
@@ -547,12 +576,12 @@ fn dry_run_cmd(cfg: Config, json: bool) -> Result<bool> {
             pin_dir.display()
         );
     }
-    print_plan(&p.plan, json);
+    print_plan(&p.plan, json, listing);
     Ok(!p.plan.is_empty())
 }
 
 /// Applies the file; returns whether anything changed.
-fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
+fn apply_cmd(cfg: Config, json: bool, listing: Listing) -> Result<bool> {
     let pin_dir = cfg.settings.pin_dir.clone();
     if let Ok(Some(daemon)) = crate::daemon_lock::holder(&pin_dir) {
         eprintln!(
@@ -582,7 +611,7 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     for iface in &out.detached {
         eprintln!("detached from {iface} (no longer in the file)");
     }
-    print_plan(&out.plan, json);
+    print_plan(&out.plan, json, listing);
     Ok(!out.plan.is_empty())
 }
 
