@@ -237,9 +237,9 @@ pub enum RealAction {
         /// The network interface.
         #[arg(short, long)]
         interface: String,
-        /// native, generic or auto.
-        #[arg(long, default_value = "auto", value_parser = parse_mode)]
-        mode: XdpMode,
+        /// How to attach.
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        mode: ModeArg,
         /// UDP port of GUE packets to decapsulate.
         #[arg(long, default_value_t = 9886)]
         gue_port: u16,
@@ -273,12 +273,24 @@ pub enum RealAction {
     },
 }
 
-fn parse_mode(s: &str) -> Result<XdpMode, String> {
-    match s {
-        "native" => Ok(XdpMode::Native),
-        "generic" => Ok(XdpMode::Generic),
-        "auto" => Ok(XdpMode::Auto),
-        other => Err(format!("`{other}` is not native, generic or auto")),
+/// `real attach --mode`: a value enum, so shells complete the modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// In the driver; fails where the driver lacks XDP.
+    Native,
+    /// In the generic (skb) path: works everywhere, slower.
+    Generic,
+    /// Native where the driver supports it, generic otherwise.
+    Auto,
+}
+
+impl From<ModeArg> for XdpMode {
+    fn from(m: ModeArg) -> XdpMode {
+        match m {
+            ModeArg::Native => XdpMode::Native,
+            ModeArg::Generic => XdpMode::Generic,
+            ModeArg::Auto => XdpMode::Auto,
+        }
     }
 }
 
@@ -291,7 +303,7 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
             pin_dir,
         } => {
             caps::require("katran real attach", caps::DATAPLANE)?;
-            let how = crate::real::attach(&interface, mode, &pin_dir, gue_port)?;
+            let how = crate::real::attach(&interface, mode.into(), &pin_dir, gue_port)?;
             println!("decapsulating on {interface} ({how} XDP)");
         }
         RealAction::Detach { interface, pin_dir } => {

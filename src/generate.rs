@@ -511,4 +511,17 @@ mod tests {
             assert!(!text.contains("generate"), "{shell:?}");
         }
     }
+
+    #[test]
+    fn completions_offer_the_xdp_modes() {
+        let mut out = Vec::new();
+        completions(Shell::Bash, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains(
+                "--mode)\n                    COMPREPLY=($(compgen -W \"native generic auto\""
+            ),
+            "real attach --mode completes file names"
+        );
+    }
 }
