@@ -128,17 +128,13 @@ impl Live {
     }
 }
 
+/// One real's health: the daemon's record, with the VIP and real inline.
 #[derive(Debug, Serialize)]
 pub struct Health {
     pub vip: String,
     pub real: String,
-    pub healthy: bool,
-    /// Unix seconds of the last change.
-    pub since: u64,
-    pub ok_streak: u32,
-    pub fail_streak: u32,
-    pub last_error: Option<String>,
-    pub probes: u64,
+    #[serde(flatten)]
+    pub health: crate::health::tracker::RealHealth,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,12 +189,7 @@ impl Daemon {
                 .map(|(vip, real, h)| Health {
                     vip: vip.clone(),
                     real: real.clone(),
-                    healthy: h.healthy,
-                    since: h.since,
-                    ok_streak: h.ok_streak,
-                    fail_streak: h.fail_streak,
-                    last_error: h.last_error.clone(),
-                    probes: h.probes,
+                    health: h.clone(),
                 })
                 .collect(),
             all_reals_down: d.all_reals_down.clone(),
