@@ -42,6 +42,27 @@ impl PinPlace {
     }
 }
 
+/// How a plan is printed as text: in brief (changes counted by kind) or
+/// line by line; by default in brief above `plan::brief::BRIEF_ABOVE`
+/// changes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Listing {
+    /// Print the plan in brief: VIP, real, weight, health and ring changes
+    /// counted by kind, every other change on its line.
+    #[arg(long, conflicts_with = "full")]
+    summary: bool,
+    /// List every change, however many (plans of more than 200 changes
+    /// are printed in brief otherwise).
+    #[arg(long)]
+    full: bool,
+}
+
+impl Listing {
+    fn brief(self, p: &plan::Plan) -> bool {
+        self.summary || (!self.full && p.changes.len() > plan::brief::BRIEF_ABOVE)
+    }
+}
+
 /// Exit code of `apply --detailed-exitcode` when there are changes.
 const EXIT_CHANGES: u8 = 2;
 
@@ -66,6 +87,9 @@ pub enum Command {
         /// The configuration file, as a plain argument (takes precedence).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Print the diagnostics, a summary and the pinned memory as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make the live dataplane match the file, atomically; load and attach it
     /// when absent.
@@ -83,6 +107,8 @@ pub enum Command {
         /// Exit 2 when there are changes (0: none, 1: error).
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        listing: Listing,
     },
     /// Print the plan between two files (for reviewing a change).
     Diff {
@@ -96,6 +122,8 @@ pub enum Command {
         /// Exit 2 when the files differ (0: the same, 1: error).
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        listing: Listing,
     },
     /// Run as a daemon: apply the file and keep it applied (file changes,
     /// SIGHUP); SIGTERM leaves the dataplane forwarding.
@@ -109,9 +137,10 @@ pub enum Command {
         /// Detach and unpin everything when stopping.
         #[arg(long)]
         down_on_exit: bool,
-        /// Serve Prometheus metrics at http://ADDRESS/metrics (loopback only;
-        /// off by default): OpenMetrics to clients that accept it, the
-        /// Prometheus text format otherwise; GET and HEAD.
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (loopback only),
+        /// instead of where the file's [metrics] says (off when it has none):
+        /// OpenMetrics to clients that accept it, the Prometheus text format
+        /// otherwise; GET and HEAD.
         #[arg(long)]
         metrics_address: Option<std::net::SocketAddr>,
     },
@@ -208,9 +237,9 @@ pub enum RealAction {
         /// The network interface.
         #[arg(short, long)]
         interface: String,
-        /// native, generic or auto.
-        #[arg(long, default_value = "auto", value_parser = parse_mode)]
-        mode: XdpMode,
+        /// How to attach.
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        mode: ModeArg,
         /// UDP port of GUE packets to decapsulate.
         #[arg(long, default_value_t = 9886)]
         gue_port: u16,
@@ -244,12 +273,24 @@ pub enum RealAction {
     },
 }
 
-fn parse_mode(s: &str) -> Result<XdpMode, String> {
-    match s {
-        "native" => Ok(XdpMode::Native),
-        "generic" => Ok(XdpMode::Generic),
-        "auto" => Ok(XdpMode::Auto),
-        other => Err(format!("`{other}` is not native, generic or auto")),
+/// `real attach --mode`: a value enum, so shells complete the modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// In the driver; fails where the driver lacks XDP.
+    Native,
+    /// In the generic (skb) path: works everywhere, slower.
+    Generic,
+    /// Native where the driver supports it, generic otherwise.
+    Auto,
+}
+
+impl From<ModeArg> for XdpMode {
+    fn from(m: ModeArg) -> XdpMode {
+        match m {
+            ModeArg::Native => XdpMode::Native,
+            ModeArg::Generic => XdpMode::Generic,
+            ModeArg::Auto => XdpMode::Auto,
+        }
     }
 }
 
@@ -262,7 +303,7 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
             pin_dir,
         } => {
             caps::require("katran real attach", caps::DATAPLANE)?;
-            let how = crate::real::attach(&interface, mode, &pin_dir, gue_port)?;
+            let how = crate::real::attach(&interface, mode.into(), &pin_dir, gue_port)?;
             println!("decapsulating on {interface} ({how} XDP)");
         }
         RealAction::Detach { interface, pin_dir } => {
@@ -283,21 +324,29 @@ fn real_cmd(action: RealAction) -> Result<ExitCode> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check { config, file } => Ok(check(file.as_deref().unwrap_or(&config))),
+        Command::Check { config, file, json } => {
+            let path = file.as_deref().unwrap_or(&config);
+            if json {
+                check_json(path)
+            } else {
+                Ok(check(path))
+            }
+        }
         Command::Apply {
             config,
             dry_run,
             json,
             detailed_exitcode,
+            listing,
         } => {
             let Some(cfg) = load(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
             let changed = if dry_run {
-                dry_run_cmd(cfg, json)?
+                dry_run_cmd(cfg, json, listing)?
             } else {
                 caps::require("katran apply", caps::DATAPLANE)?;
-                apply_cmd(cfg, json)?
+                apply_cmd(cfg, json, listing)?
             };
             Ok(if detailed_exitcode && changed {
                 ExitCode::from(EXIT_CHANGES)
@@ -310,12 +359,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             new,
             json,
             detailed_exitcode,
+            listing,
         } => {
             let (Some(a), Some(b)) = (load(&old), load(&new)) else {
                 return Ok(ExitCode::FAILURE);
             };
             let p = crate::filediff::plan(&a, &b)?;
-            print_plan(&p, json);
+            print_plan(&p, json, listing);
             Ok(if detailed_exitcode && !p.is_empty() {
                 ExitCode::from(EXIT_CHANGES)
             } else {
@@ -444,35 +494,92 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
+/// Distinct real addresses of a configuration.
+fn distinct_reals(cfg: &Config) -> usize {
+    cfg.state
+        .vips
+        .iter()
+        .flat_map(|v| v.reals.iter().map(|r| r.addr))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// The memory the file pins on this machine.
+fn memory_of(cfg: &Config) -> crate::memory::Memory {
+    let cpus = libbpf_rs::num_possible_cpus().map_or(1, |n| n as u32);
+    crate::memory::of(&live::load_options(&cfg.settings), cpus)
+}
+
 fn check(path: &Path) -> ExitCode {
     let Some(cfg) = load(path) else {
         return ExitCode::FAILURE;
     };
-    let reals: std::collections::BTreeSet<_> = cfg
-        .state
-        .vips
-        .iter()
-        .flat_map(|v| v.reals.iter().map(|r| r.addr))
-        .collect();
     println!(
         "{}: ok ({} VIPs, {} reals)",
         path.display(),
         cfg.state.vips.len(),
-        reals.len()
+        distinct_reals(&cfg)
     );
+    let m = memory_of(&cfg);
+    println!("{}: {}", path.display(), m.line());
+    if m.total > crate::memory::WARN_ABOVE {
+        eprintln!(
+            "{}: warning: the dataplane would pin {} of kernel memory (more than {}); \
+             lower max_vips, ring_size or conn_table_size if that is not meant",
+            path.display(),
+            crate::memory::human(m.total),
+            crate::memory::human(crate::memory::WARN_ABOVE)
+        );
+    }
     ExitCode::SUCCESS
 }
 
-fn print_plan(p: &plan::Plan, json: bool) {
+/// `katran check --json`: exits as `check` does (1 when the file has errors).
+fn check_json(path: &Path) -> Result<ExitCode> {
+    use crate::json::check::{Check, DiagnosticDoc, Summary};
+    let doc = match config::load(path) {
+        Ok(loaded) => Check {
+            format_version: crate::json::FORMAT_VERSION,
+            file: path.display().to_string(),
+            ok: true,
+            errors: Vec::new(),
+            warnings: loaded.warnings.iter().map(DiagnosticDoc::from).collect(),
+            summary: Some(Summary {
+                vips: loaded.config.state.vips.len(),
+                reals: distinct_reals(&loaded.config),
+            }),
+            memory: Some(memory_of(&loaded.config)),
+        },
+        Err(errors) => Check {
+            format_version: crate::json::FORMAT_VERSION,
+            file: path.display().to_string(),
+            ok: false,
+            errors: errors.iter().map(DiagnosticDoc::from).collect(),
+            warnings: Vec::new(),
+            summary: None,
+            memory: None,
+        },
+    };
+    crate::json::print(&doc)?;
+    Ok(if doc.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_plan(p: &plan::Plan, json: bool, listing: Listing) {
     if json {
         println!("{}", p.to_json());
+    } else if listing.brief(p) {
+        print!("{}", p.brief());
     } else {
         print!("{p}");
     }
 }
 
 /// Prints the plan against the live maps; returns whether anything changes.
-fn dry_run_cmd(cfg: Config, json: bool) -> Result<bool> {
+fn dry_run_cmd(cfg: Config, json: bool, listing: Listing) -> Result<bool> {
     let pin_dir = cfg.settings.pin_dir.clone();
     let p = prepare(cfg, Verdicts::KeepLive, Purpose::DryRun)?;
     if p.plan.from_empty {
@@ -481,12 +588,12 @@ fn dry_run_cmd(cfg: Config, json: bool) -> Result<bool> {
             pin_dir.display()
         );
     }
-    print_plan(&p.plan, json);
+    print_plan(&p.plan, json, listing);
     Ok(!p.plan.is_empty())
 }
 
 /// Applies the file; returns whether anything changed.
-fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
+fn apply_cmd(cfg: Config, json: bool, listing: Listing) -> Result<bool> {
     let pin_dir = cfg.settings.pin_dir.clone();
     if let Ok(Some(daemon)) = crate::daemon_lock::holder(&pin_dir) {
         eprintln!(
@@ -516,7 +623,7 @@ fn apply_cmd(cfg: Config, json: bool) -> Result<bool> {
     for iface in &out.detached {
         eprintln!("detached from {iface} (no longer in the file)");
     }
-    print_plan(&out.plan, json);
+    print_plan(&out.plan, json, listing);
     Ok(!out.plan.is_empty())
 }
 
@@ -547,12 +654,11 @@ fn explain_cmd(
     };
     let e = crate::explain::explain(&state, ring_size, flow);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"explain": e, "connection_table": conn})
-            )?
-        );
+        crate::json::print(&crate::json::explain::Explain::new(
+            &e,
+            live_pins.is_some(),
+            conn,
+        ))?;
     } else {
         print!("{e}");
         if live_pins.is_some() {

@@ -39,7 +39,8 @@ pub struct Options {
     pub status_file: PathBuf,
     /// Detach and unpin everything on SIGTERM/SIGINT.
     pub down_on_exit: bool,
-    /// Serve Prometheus metrics here (loopback only).
+    /// Serve Prometheus metrics here (loopback only), instead of where the
+    /// file's `[metrics]` says.
     pub metrics_address: Option<std::net::SocketAddr>,
 }
 
@@ -106,6 +107,7 @@ impl Daemon {
             log::info!("detached from {iface}");
             self.status.attached.retain(|(i, _)| i != iface);
         }
+        self.adopt_attached();
         self.status.last_applied = Some(Event::now(outcome.plan.summary()));
         self.status.last_error = None;
         // the maps hold this daemon's configuration again
@@ -115,9 +117,27 @@ impl Daemon {
         self.now_applied(outcome.state.clone());
     }
 
+    /// Interfaces that were attached before this daemon started (an
+    /// adopted dataplane's): recorded with the mode the kernel reports, so
+    /// the status file lists every attached interface, not only new ones.
+    fn adopt_attached(&mut self) {
+        for iface in Pins::new(&self.pins).attached() {
+            if self.status.attached.iter().any(|(i, _)| *i == iface) {
+                continue;
+            }
+            let how = crate::bpf::attach::ifindex(&iface)
+                .and_then(crate::bpf::attach::query)
+                .ok()
+                .and_then(|q| q.attached().map(|(_, how)| how.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            self.status.attached.push((iface, how));
+        }
+    }
+
     /// Records what was applied; says so when it moved the gateway MAC
     /// (whichever apply picked up the new one).
     fn now_applied(&mut self, state: State) {
+        self.status.generation += 1;
         let (old, new) = (self.applied.globals.gateway_mac, state.globals.gateway_mac);
         if old != new && old != crate::model::MacAddr::default() {
             log::warn!("gateway MAC changed from {old} to {new}");
@@ -230,6 +250,12 @@ impl Daemon {
                 for w in &loaded.warnings {
                     log::warn!("{w}");
                 }
+                if loaded.config.metrics != self.config.metrics {
+                    log::warn!(
+                        "[metrics] changed: the metrics endpoint stays where it is until \
+                         katran run restarts"
+                    );
+                }
                 let checks_changed = loaded.config.healthchecks != self.config.healthchecks
                     || loaded.config.somarks != self.config.somarks;
                 self.config = loaded.config;
@@ -243,6 +269,7 @@ impl Daemon {
         match result {
             Ok(outcome) => {
                 log::info!("reload ({why}): {}", outcome.plan.summary());
+                self.status.reloads_ok += 1;
                 self.record(&outcome);
                 notify(&format!(
                     "READY=1\nSTATUS=applied: {}",
@@ -254,6 +281,7 @@ impl Daemon {
                     "reload ({why}) failed, the last good configuration stays in force: {message}"
                 );
                 self.status.failures += 1;
+                self.status.reloads_failed += 1;
                 self.status.last_error = Some(Event::now(message.clone()));
                 notify(&format!(
                     "READY=1\nSTATUS=reload failed ({} in a row), last good configuration in force",
@@ -421,9 +449,15 @@ pub fn run(opts: Options) -> Result<()> {
     let pins = loaded.config.settings.pin_dir.clone();
     let lock = daemon_lock::acquire(&pins, &opts.config)?;
     log::debug!("watching {:?}", watch.watched());
-    if let Some(addr) = opts.metrics_address {
-        // checked (loopback only) and bound before touching the dataplane
-        let bound = crate::metrics::serve(addr, pins.clone())?;
+    // the flag is loopback only; the file may name any address
+    let metrics_at = match (opts.metrics_address, &loaded.config.metrics) {
+        (Some(flag), _) => Some(crate::metrics::loopback_only(flag)?),
+        (None, Some(m)) => Some(m.address),
+        (None, None) => None,
+    };
+    if let Some(addr) = metrics_at {
+        // bound before touching the dataplane
+        let bound = crate::metrics::serve(addr, pins.clone(), Some(opts.status_file.clone()))?;
         log::info!("serving metrics on http://{bound}/metrics");
     }
     watch_signals(tx.clone())?;

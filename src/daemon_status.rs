@@ -42,6 +42,16 @@ pub struct DaemonStatus {
     pub last_error: Option<Event>,
     /// Failed reloads since the last good one.
     pub failures: u64,
+    /// Reloads (file changes, SIGHUP) that applied, since the daemon started.
+    #[serde(default)]
+    pub reloads_ok: u64,
+    /// Reloads that failed (the last good configuration stayed), since start.
+    #[serde(default)]
+    pub reloads_failed: u64,
+    /// Configurations this daemon applied, the one at start included: every
+    /// good reload, health change and gateway change adds one.
+    #[serde(default)]
+    pub generation: u64,
     /// The maps were changed by another process (e.g. `katran apply`).
     pub external_change: Option<Event>,
     /// Interfaces and XDP modes.

@@ -137,6 +137,8 @@ pub fn man_page() -> String {
 
     page.push_str(&signals());
     page.push_str(PLAN);
+    page.push_str(METRICS);
+    page.push_str(JSON);
     page.push_str(EXIT_STATUS);
     page.push_str(ENVIRONMENT);
     page.push_str(&files());
@@ -336,6 +338,64 @@ again.
 See docs/replace.md.
 "#;
 
+const METRICS: &str = r#".SH METRICS
+.B katran run
+serves Prometheus metrics where the file's
+.B [metrics]
+table says (loopback unless it names another address; see
+.BR katran.toml (5))
+or
+.BR \-\-metrics\-address .
+Every family has a HELP text and the prefix
+.BR katran_ :
+.B xdp_verdicts_total{action}
+and
+.B drops_total{reason}
+(frames by verdict and by drop reason), one counter per other dataplane
+event (connection table, ICMP, server ids),
+.B vip_packets_total{vip}
+and
+.BR vip_bytes_total{vip} ,
+.B real_packets_total{real}
+and
+.B real_bytes_total{real}
+(over all of a real's VIPs),
+.BR real_weight ,
+.B real_effective_weight
+and
+.B real_healthy
+by
+.BR {vip,real} ,
+.B reloads_total{result}
+(ok, failed),
+.BR config_generation ,
+.BR reload_failures_in_a_row ,
+.BR last_applied_timestamp_seconds ,
+.B conn_table_entries{table}
+and
+.B conn_table_capacity{table}
+(per\-cpu, shared\-ipv4, shared\-ipv6),
+.BR build_info{version,dataplane} ,
+.BR dataplane_build ,
+.B dataplane_pinned
+and
+.BR announced{address,table} .
+"#;
+
+const JSON: &str = r#".SH JSON
+With
+.BR \-\-json ,
+.BR "apply" ", " "diff" ", " "status" ", " "stats" ", " "explain"
+and
+.B check
+print JSON documents, each with a
+.BR format_version ;
+their fields and JSON Schemas are in docs/json.md and docs/json/.
+.B katran check \-\-json
+gives every diagnostic as
+.BR "{severity, file, line, column, message, fix}" .
+"#;
+
 const EXIT_STATUS: &str = r#".SH EXIT STATUS
 .TP
 .B 0
@@ -450,5 +510,18 @@ mod tests {
             assert!(text.contains("check"), "{shell:?}");
             assert!(!text.contains("generate"), "{shell:?}");
         }
+    }
+
+    #[test]
+    fn completions_offer_the_xdp_modes() {
+        let mut out = Vec::new();
+        completions(Shell::Bash, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains(
+                "--mode)\n                    COMPREPLY=($(compgen -W \"native generic auto\""
+            ),
+            "real attach --mode completes file names"
+        );
     }
 }

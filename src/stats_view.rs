@@ -6,7 +6,6 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use serde_json::json;
 
 use crate::live::{self, Pins};
 use crate::stats::{rates, snapshot, Rates, Snapshot};
@@ -99,10 +98,9 @@ pub fn run(pin_dir: &Path, interval: f64, watch: bool, json_out: bool) -> Result
         let now = snapshot(&store)?;
         let r = rates(&last, &now);
         if json_out {
-            println!(
-                "{}",
-                serde_json::to_string(&json!({"totals": now, "rates": r}))?
-            );
+            // one document per line, so --watch is a stream of them
+            let doc = crate::json::stats::Stats::new(&now, &r, std::time::SystemTime::now());
+            println!("{}", serde_json::to_string(&doc)?);
         } else {
             if watch {
                 print!("\x1b[2J\x1b[H");

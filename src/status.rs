@@ -5,31 +5,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::apply::read_live;
 use crate::daemon_status::DaemonStatus;
+use crate::json::status as doc;
 use crate::live::{self, Pins};
-use crate::model::{Encap, State};
+use crate::model::Encap;
 use crate::store::MapStore;
-
-fn state_json(s: &State) -> Value {
-    json!({
-        "gateway_mac": s.globals.gateway_mac.to_string(),
-        "encap": match s.globals.encap {
-            Encap::Ipip => json!("ipip"),
-            Encap::Gue { port, src_v4, src_v6 } => json!({"gue": {"port": port, "source_v4": src_v4, "source_v6": src_v6}}),
-        },
-        "ring": format!("{:?}", s.ring),
-        "vips": s.vips.iter().map(|v| json!({
-            "vip": v.key.to_string(),
-            "flags": v.flags.names(),
-            "reals": v.reals.iter().map(|r| json!({"address": r.addr, "weight": r.weight})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "server_ids": s.server_ids.iter().map(|(id, a)| json!({"id": id, "real": a})).collect::<Vec<_>>(),
-        "down_reals": s.down_reals,
-    })
-}
 
 /// How XDP is attached to `iface` as the kernel reports it (iproute2), or
 /// what the daemon recorded when the interface is in another namespace.
@@ -92,17 +75,26 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
     let stamp = live::stamp(&pins).ok().flatten();
     let this_build = crate::bpf::STAMP;
     let other_build = pins.exists() && stamp.as_deref() != Some(this_build);
+    let unreadable = |e: String| doc::Status {
+        format_version: crate::json::FORMAT_VERSION,
+        condition: doc::Condition::Unreadable,
+        pin_dir: pin_dir.to_path_buf(),
+        generation: None,
+        program_id: None,
+        build: stamp.clone(),
+        this_build,
+        error: Some(e),
+        attached: Vec::new(),
+        live: None,
+        daemon: None,
+        announced: Vec::new(),
+        not_announced: Vec::new(),
+        drained: false,
+    };
     let store = match live::open(&pins) {
         Ok(s) => s,
         Err(e) if other_build && json_out => {
-            let v = json!({
-                "pin_dir": pin_dir,
-                "build": stamp,
-                "this_build": this_build,
-                "readable": false,
-                "error": format!("{e:#}"),
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            crate::json::print(&unreadable(format!("{e:#}")))?;
             return Ok(ExitCode::FAILURE);
         }
         Err(e) if other_build => {
@@ -133,21 +125,55 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         .collect();
     let routes = crate::netlink::katran_routes().unwrap_or_default();
     let drained = crate::announce::draining(pin_dir);
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = |pid: u32| unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    let troubled = daemon.as_ref().is_some_and(|d| {
+        d.last_error.is_some() || d.dataplane_missing.is_some() || !d.all_reals_down.is_empty()
+    });
     if json_out {
-        let v = json!({
-            "pin_dir": pin_dir,
-            "generation": gen,
-            "program_id": prog,
-            "build": stamp,
-            "this_build": this_build,
-            "attached": modes.iter().map(|(i, m)| json!({"interface": i, "mode": m})).collect::<Vec<_>>(),
-            "live": state.as_ref().map(state_json),
-            "daemon": daemon,
-            "announced": routes.iter().map(|(t, a)| json!({"address": a, "table": t})).collect::<Vec<_>>(),
-            "not_announced": state.as_ref().map(|s| crate::announce::not_serving(s, &Default::default()).into_iter().map(|(a, why)| json!({"address": a, "why": why})).collect::<Vec<_>>()),
-            "drained": drained,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let condition = match (&state, troubled) {
+            (None, _) => doc::Condition::NoDataplane,
+            (Some(_), true) => doc::Condition::Degraded,
+            (Some(_), false) => doc::Condition::Ok,
+        };
+        let not_announced = state
+            .as_ref()
+            .map(|s| crate::announce::not_serving(s, &Default::default()))
+            .unwrap_or_default();
+        crate::json::print(&doc::Status {
+            format_version: crate::json::FORMAT_VERSION,
+            condition,
+            pin_dir: pin_dir.to_path_buf(),
+            generation: gen,
+            program_id: prog,
+            build: stamp,
+            this_build,
+            error: None,
+            attached: modes
+                .iter()
+                .map(|(i, m)| doc::Attachment {
+                    interface: i.clone(),
+                    mode: m.clone(),
+                })
+                .collect(),
+            live: state.as_ref().map(doc::Live::new),
+            daemon: daemon.as_ref().map(|d| doc::Daemon::new(d, alive(d.pid))),
+            announced: routes
+                .iter()
+                .map(|(t, a)| doc::Announced {
+                    address: *a,
+                    table: *t,
+                })
+                .collect(),
+            not_announced: not_announced
+                .into_iter()
+                .map(|(address, why)| doc::NotAnnounced {
+                    address,
+                    why: why.to_string(),
+                })
+                .collect(),
+            drained,
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(state) = state else {
@@ -180,8 +206,9 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
         Encap::Gue { port, .. } => format!("gue (port {port})"),
     };
     println!(
-        "gateway {}, encapsulation {encap}, ring {:?}",
-        state.globals.gateway_mac, state.ring
+        "gateway {}, encapsulation {encap}, ring {}",
+        state.globals.gateway_mac,
+        doc::ring_name(state.ring)
     );
     let health: std::collections::BTreeMap<(String, String), &crate::health::tracker::RealHealth> =
         daemon
@@ -226,9 +253,7 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
     match daemon {
         None => println!("daemon: not running (no {})", status_file.display()),
         Some(d) => {
-            // SAFETY: signal 0 only checks that the process exists.
-            let alive = unsafe { libc::kill(d.pid as libc::pid_t, 0) } == 0;
-            let state = if alive {
+            let state = if alive(d.pid) {
                 ""
             } else {
                 " (NOT RUNNING: the process is gone; the dataplane keeps forwarding)"
@@ -258,10 +283,7 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
             if let Some(x) = &d.external_change {
                 println!("  note {}: {}", ago(x.at), x.message);
             }
-            if d.last_error.is_some()
-                || d.dataplane_missing.is_some()
-                || !d.all_reals_down.is_empty()
-            {
+            if troubled {
                 return Ok(ExitCode::from(EXIT_DEGRADED));
             }
         }

@@ -59,6 +59,13 @@ const BROKEN: &[(&str, Expected)] = &[
     ),
     ("unknown_table", &[(4, 3, "unknown top-level key `vips`")]),
     (
+        "metrics_bad_address",
+        &[
+            (5, 11, "\"0.0.0.0\" is not an address and port"),
+            (6, 1, "unknown key `listen_port` in [metrics]"),
+        ],
+    ),
+    (
         "unknown_key_dataplane",
         &[(3, 1, "unknown key `xdp_mod` in [dataplane]")],
     ),
@@ -615,6 +622,7 @@ fn a_minimal_file_becomes_the_expected_state() {
         },
         somarks: BTreeMap::new(),
         announce: None,
+        metrics: None,
         failing: Default::default(),
         healthchecks: BTreeMap::new(),
     };
@@ -929,4 +937,21 @@ fn byte_order_marks_and_crlf_line_ends_are_placed_right() {
     let text = "\u{feff}[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"fast\"\n";
     let e = config::parse(text, "bom.toml").expect_err("bad mode");
     assert_eq!((e.0[0].line, e.0[0].column), (3, 12));
+}
+
+#[test]
+fn metrics_are_off_without_the_table_and_on_loopback_with_it() {
+    let base = "[dataplane]\ninterfaces = [\"eth0\"]\n";
+    let off = config::parse(base, "f").expect("valid");
+    assert_eq!(off.config.metrics, None);
+    let on = config::parse(&format!("{base}[metrics]\n"), "f").expect("valid");
+    let addr = on.config.metrics.expect("[metrics]").address;
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_eq!(addr.port(), 9870);
+    let named =
+        config::parse(&format!("{base}[metrics]\naddress = \"[::]:9100\"\n"), "f").expect("valid");
+    assert_eq!(
+        named.config.metrics.map(|m| m.address.to_string()),
+        Some("[::]:9100".into())
+    );
 }

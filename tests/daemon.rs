@@ -401,6 +401,12 @@ fn daemon_kill9_and_restart_drop_nothing() {
         assert!(log.contains("adopted the dataplane"), "log:\n{log}");
         assert!(log.contains("start: no changes"), "log:\n{log}");
         let st = d.status().expect("status");
+        let recorded: Vec<&str> = st.attached.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(
+            recorded,
+            ["eth0"],
+            "an adopted dataplane's interface is in the status file"
+        );
         assert_eq!(
             st.last_applied.map(|e| e.message).as_deref(),
             Some("no changes")

@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn server() -> SocketAddr {
     let pins =
         std::env::temp_dir().join(format!("katran-test-{}-metrics-absent", std::process::id()));
-    katran::metrics::serve("127.0.0.1:0".parse().expect("addr"), pins).expect("serve")
+    katran::metrics::serve("127.0.0.1:0".parse().expect("addr"), pins, None).expect("serve")
 }
 
 /// Everything the server sends until it closes.

@@ -283,8 +283,33 @@ fn metrics_parse_and_match_stats() {
     for (name, h) in maps.named() {
         pin(h.as_fd(), &dir.join("maps").join(name)).unwrap();
     }
+    let stamp_map = dp.stamp_map().unwrap();
+    pin(stamp_map.as_fd(), &dir.join("maps").join("lb_stamp")).unwrap();
     let cleanup = scopeguard(dir.clone());
-    let addr = katran::metrics::serve("127.0.0.1:0".parse().unwrap(), dir.clone()).unwrap();
+    // what a daemon would report: reloads, and one real failing its check
+    let status_file = std::env::temp_dir().join(format!(
+        "katran-test-{}-metrics-status.json",
+        std::process::id()
+    ));
+    let _status_cleanup = scopeguard(status_file.clone());
+    let mut daemon = katran::daemon_status::DaemonStatus {
+        reloads_ok: 3,
+        reloads_failed: 1,
+        generation: 5,
+        ..Default::default()
+    };
+    let mut failing = katran::health::tracker::RealHealth::new(0);
+    failing.healthy = false;
+    daemon
+        .health
+        .push(("10.200.0.1:80/tcp".into(), "10.1.0.2".into(), failing));
+    daemon.write(&status_file).unwrap();
+    let addr = katran::metrics::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.clone(),
+        Some(status_file.clone()),
+    )
+    .unwrap();
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -295,28 +320,83 @@ fn metrics_parse_and_match_stats() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
-    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+    let values = |name: &str, want: &[(&str, &str)]| -> f64 {
         scrape
             .samples
             .iter()
-            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .find(|s| s.metric == name && want.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Untyped(v)
                 | prometheus_parse::Value::Gauge(v) => v,
                 _ => f64::NAN,
             })
-            .unwrap_or_else(|| panic!("no sample {name} {label:?} in\n{body}"))
+            .unwrap_or_else(|| panic!("no sample {name} {want:?} in\n{body}"))
     };
+    let value = |name: &str, label: Option<(&str, &str)>| values(name, label.as_slice());
     let mut checked = 0;
     for (name, v) in stats["global"].as_object().unwrap() {
-        assert_eq!(
-            value(&format!("katran_{name}_total"), None),
-            v.as_u64().unwrap() as f64,
-            "{name}"
-        );
+        // verdicts and drops are one family each, with a label
+        let got = if let Some(action) = name.strip_prefix("xdp_") {
+            value("katran_xdp_verdicts_total", Some(("action", action)))
+        } else if let Some(reason) = name.strip_prefix("drop_") {
+            value("katran_drops_total", Some(("reason", reason)))
+        } else {
+            value(&format!("katran_{name}_total"), None)
+        };
+        assert_eq!(got, v.as_u64().unwrap() as f64, "{name}");
         checked += 1;
     }
+    assert!(
+        !body.contains("katran_drop_fragment") && !body.contains("katran_xdp_tx"),
+        "verdicts and drops are labels, not names: {body}"
+    );
+    // each real of each VIP: weight from the file, effective weight, health
+    for v in &state.vips {
+        for r in &v.reals {
+            let pair = [("vip", v.key.to_string()), ("real", r.addr.to_string())];
+            let pair = [
+                (pair[0].0, pair[0].1.as_str()),
+                (pair[1].0, pair[1].1.as_str()),
+            ];
+            let failing = pair[0].1 == "10.200.0.1:80/tcp" && pair[1].1 == "10.1.0.2";
+            assert_eq!(values("katran_real_weight", &pair), f64::from(r.weight));
+            assert_eq!(
+                values("katran_real_effective_weight", &pair),
+                f64::from(r.weight)
+            );
+            assert_eq!(
+                values("katran_real_healthy", &pair),
+                if failing { 0.0 } else { 1.0 },
+                "{pair:?}"
+            );
+            checked += 3;
+        }
+    }
+    assert_eq!(values("katran_reloads_total", &[("result", "ok")]), 3.0);
+    assert_eq!(values("katran_reloads_total", &[("result", "failed")]), 1.0);
+    assert_eq!(value("katran_config_generation", None), 5.0);
+    let stamp = katran::bpf::STAMP;
+    assert_eq!(
+        values(
+            "katran_build_info",
+            &[("version", env!("CARGO_PKG_VERSION")), ("dataplane", stamp)]
+        ),
+        1.0
+    );
+    // loaded with the shared table only: the 23 SYNs are 23 IPv4 flows
+    assert_eq!(
+        value("katran_conn_table_entries", Some(("table", "shared-ipv4"))),
+        23.0
+    );
+    assert_eq!(
+        value("katran_conn_table_capacity", Some(("table", "shared-ipv4"))),
+        65536.0
+    );
+    assert!(
+        !body.contains("table=\"per-cpu\""),
+        "no per-CPU table: {body}"
+    );
     for (vip, t) in stats["vips"].as_object().unwrap() {
         assert_eq!(
             value("katran_vip_packets_total", Some(("vip", vip))),
@@ -335,8 +415,14 @@ fn metrics_parse_and_match_stats() {
         );
         checked += 1;
     }
-    assert!(body.contains("# HELP katran_xdp_tx"), "HELP lines present");
-    assert_eq!(value("katran_xdp_tx_total", None), 23.0);
+    assert!(
+        body.contains("# HELP katran_xdp_verdicts_total"),
+        "HELP lines present"
+    );
+    assert_eq!(
+        value("katran_xdp_verdicts_total", Some(("action", "tx"))),
+        23.0
+    );
     assert_eq!(value("katran_dataplane_pinned", None), 1.0);
     assert!(
         resp.contains("Content-Type: text/plain; version=0.0.4"),

@@ -172,3 +172,72 @@ fn diff_shows_every_key_and_has_a_detailed_exitcode() {
         "text and JSON show the same changes"
     );
 }
+
+/// `n` VIPs of 3 reals each.
+fn many_vips(n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[vip]]\naddress = \"10.0.{}.{}:80\"\nproto = \"tcp\"\nreals = [\"10.1.0.1\", \"10.1.0.2\", \"10.1.0.3\"]\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn large_plans_print_in_brief_unless_asked_for_every_line() {
+    let d = Dir::new("brief");
+    let empty = d.file("empty.toml", &file("max_vips = 1024", ""));
+    let big = d.file("big.toml", &file("max_vips = 1024", &many_vips(300)));
+    // 300 VIPs + 900 reals + 300 rings: far above the 200 lines of a brief
+    let brief = text(&katran(&["diff", &empty, &big]));
+    let lines: Vec<&str> = brief.lines().collect();
+    assert!(lines.len() < 12, "{brief}");
+    assert!(
+        brief.contains("+ 300 VIP(s) added: 10.0.0.1:80/tcp"),
+        "{brief}"
+    );
+    assert!(
+        brief.contains("+ 900 real(s) added in 300 VIP(s)"),
+        "{brief}"
+    );
+    assert!(brief.contains("--full lists each"), "{brief}");
+    assert!(brief.ends_with("ring slot(s) move\n"), "{brief}");
+    let full = text(&katran(&["diff", &empty, &big, "--full"]));
+    assert!(full.lines().count() > 1200, "{}", full.lines().count());
+    assert_eq!(
+        full.lines().last(),
+        lines.last().copied(),
+        "the same summary line"
+    );
+    // a small plan lists every line, unless --summary
+    let small = d.file("small.toml", &file("", VIP_A));
+    let listed = text(&katran(&["diff", &empty, &small]));
+    assert!(listed.contains("+ real 10.1.0.2 (weight 2)"), "{listed}");
+    let summed = text(&katran(&["diff", &empty, &small, "--summary"]));
+    assert!(
+        summed.contains("+ 2 real(s) added in 1 VIP(s): 10.0.0.1:80/tcp"),
+        "{summed}"
+    );
+    assert!(!summed.contains("+ real 10.1.0.2"), "{summed}");
+}
+
+#[test]
+fn check_states_the_pinned_memory_and_warns_above_a_gib() {
+    let d = Dir::new("memory");
+    let small = d.file("small.toml", &file("", VIP_A));
+    let o = katran(&["check", &small]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o).contains("pins about 2"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).is_empty(), "{o:?}");
+    let huge = d.file("huge.toml", &file("max_vips = 16384", VIP_A));
+    let o = katran(&["check", &huge]);
+    assert_eq!(o.status.code(), Some(0), "a warning, not an error");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: the dataplane would pin 16.") && err.contains("GiB"),
+        "{err}"
+    );
+}

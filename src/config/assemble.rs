@@ -100,6 +100,7 @@ pub fn config(d: &Draft) -> Config {
         somarks,
         healthchecks,
         announce: d.announce,
+        metrics: d.metrics,
         failing: Default::default(),
     }
 }

@@ -57,6 +57,9 @@ pub fn read(text: &str, p: &mut Problems) -> Option<Draft> {
     if let Some(e) = f.take("announce") {
         draft.announce = super::announce::read(&e, p);
     }
+    if let Some(e) = f.take("metrics") {
+        draft.metrics = super::metrics::read(&e, p);
+    }
     f.finish(p);
     Some(draft)
 }

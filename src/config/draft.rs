@@ -130,4 +130,5 @@ pub struct Draft {
     pub marks: Vec<Mapping>,
     pub down_reals: Vec<Sp<IpAddr>>,
     pub announce: Option<super::announce::Announce>,
+    pub metrics: Option<super::metrics::Metrics>,
 }

@@ -20,6 +20,7 @@ pub mod escape;
 mod file;
 mod health;
 mod mappings;
+mod metrics;
 mod reader;
 pub mod schema;
 mod settings;
@@ -38,6 +39,7 @@ use crate::model::State;
 pub use announce::Announce;
 pub use error::{ConfigErrors, Diagnostic, Severity};
 pub use file::MAX_SIZE;
+pub use metrics::Metrics;
 pub use settings::{Gateway, Settings, XdpMode};
 
 use source::{Problems, Source};
@@ -56,6 +58,8 @@ pub struct Config {
     pub healthchecks: BTreeMap<crate::model::VipKey, crate::health::spec::HealthCheck>,
     /// `[announce]`: VIP routes for a routing daemon; `None`: none.
     pub announce: Option<Announce>,
+    /// `[metrics]`: where `katran run` serves Prometheus metrics; `None`: off.
+    pub metrics: Option<Metrics>,
     /// Not from the file: VIPs whose every serving real fails its health
     /// check, as the daemon found them. They keep forwarding (better than
     /// dropping everything) but are not announced.

@@ -48,6 +48,7 @@ pub static ROOT: TableDoc = TableDoc {
         key("healthcheck_mark", "[[healthcheck_mark]]"),
         key("udp_flow_migration", "[udp_flow_migration]"),
         key("announce", "[announce]"),
+        key("metrics", "[metrics]"),
     ],
     aliases: &[
         ("vips", "vip"),
@@ -62,6 +63,7 @@ pub static ROOT: TableDoc = TableDoc {
         ("down_reals", "udp_flow_migration"),
         ("bgp", "announce"),
         ("announcements", "announce"),
+        ("prometheus", "metrics"),
     ],
 };
 
@@ -227,8 +229,19 @@ pub static ANNOUNCE: TableDoc = TableDoc {
     ],
 };
 
+pub static METRICS: TableDoc = TableDoc {
+    title: "[metrics]",
+    keys: &[key("address", "address = \"127.0.0.1:9870\"")],
+    aliases: &[
+        ("listen", "address"),
+        ("listen_address", "address"),
+        ("metrics_address", "address"),
+        ("bind", "address"),
+    ],
+};
+
 /// Every table, to tell a user that a misplaced key belongs elsewhere.
-pub static TABLES: [&TableDoc; 7] = [
+pub static TABLES: [&TableDoc; 8] = [
     &DATAPLANE,
     &VIP,
     &REAL,
@@ -236,6 +249,7 @@ pub static TABLES: [&TableDoc; 7] = [
     &HEALTHCHECK_MARK,
     &UDP_FLOW_MIGRATION,
     &ANNOUNCE,
+    &METRICS,
 ];
 
 // ---- enumerations ---------------------------------------------------------
@@ -281,6 +295,9 @@ pub const CONN_TABLES: &[&str] = &["per-cpu", "shared"];
 pub const MAX_CPU: u32 = 8_191;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/katran";
+
+/// Where `[metrics]` serves without an `address`: loopback only.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9870";
 
 pub const DEFAULT_GUE_PORT: u16 = 9_886;
 

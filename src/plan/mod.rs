@@ -12,6 +12,7 @@
 //! VIPs and reals are compared by identity (VIP key, real address), never by
 //! position, so reordering a file changes nothing.
 
+pub mod brief;
 pub mod changes;
 pub mod engine;
 pub mod host;
