@@ -113,9 +113,7 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	struct conn_loc loc = {};
 	__u32 real = 0;
 
-	/* A SYN needs its set only to be stored, which a flood over the
-	 * new-flow rate never is: it is located then (conn_store). */
-	if (table && !syn)
+	if (table)
 		loc = conn_locate(p);
 
 	if ((vip->flags & VIP_QUIC) && !tcp) {
@@ -164,7 +162,7 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 		real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
 	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
-		conn_store(loc, !syn, p, real, ctl);
+		conn_store(loc, p, real, ctl);
 	return chosen(p, real);
 }
 

@@ -210,11 +210,8 @@ INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
 	return r->count > ctl->max_conn_rate;
 }
 
-/* Remembers a new flow, unless this CPU is over the new-flow rate. `loc`
- * is where the flow's entry lives when `located`; else it is found here,
- * once the rate allows the write. */
-INLINE void conn_store(struct conn_loc loc, int located, const struct pkt *p, __u32 real,
-		       const struct lb_ctl *ctl)
+/* Remembers a new flow, unless this CPU is over the new-flow rate. */
+INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real, const struct lb_ctl *ctl)
 {
 	__u64 now = conn_clock();
 
@@ -222,8 +219,6 @@ INLINE void conn_store(struct conn_loc loc, int located, const struct pkt *p, __
 		bump(p, STAT_CONN_RATE_LIMITED);
 		return;
 	}
-	if (!located)
-		loc = conn_locate(p);
 	conn_write(loc, p, real, now, ctl);
 }
 
