@@ -231,6 +231,8 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 
 	count_traffic(&vip_stats, vip.vip_num, p.ip_bytes);
 	count_traffic(&real_stats, p.real, p.ip_bytes);
+	if (vip_real_slots)
+		count_traffic(&vip_real_stats, vip.vip_num * vip_real_slots + p.real, p.ip_bytes);
 	return encap(ctx, &p, real, ctl);
 }
 

@@ -23,6 +23,9 @@ const volatile __u8 shared_table_only = 0;
 /* Sets in each per-CPU connection table, and the secret seed of conn_hash. */
 const volatile __u32 conn_nsets = 1;
 const volatile __u32 conn_seed = 0;
+/* Entries per VIP in `vip_real_stats` (max_reals + 1); 0: not counted, and
+ * the verifier drops the code that would. */
+const volatile __u32 vip_real_slots = 0;
 const volatile struct lb_abi lb_abi_types;
 
 #define DEFAULT_TTL 64

@@ -203,4 +203,13 @@ struct {
 	__type(value, struct traffic_counter);
 } real_stats SEC(".maps");
 
+/* Traffic per (VIP, real), at vip_num * vip_real_slots + real index, when
+ * the file asks for it (vip_real_counters); otherwise one unused entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct traffic_counter);
+} vip_real_stats SEC(".maps");
+
 #endif /* LB_MAPS_H */

@@ -360,6 +360,11 @@ and
 and
 .B real_bytes_total{real}
 (over all of a real's VIPs),
+.B vip_real_packets_total{vip,real}
+and
+.B vip_real_bytes_total{vip,real}
+(when the file sets
+.BR vip_real_counters ),
 .BR real_weight ,
 .B real_effective_weight
 and

@@ -74,6 +74,7 @@ pub fn load_options(s: &Settings) -> LoadOptions {
         } else {
             s.forwarding_cpus.clone()
         },
+        vip_real_counters: s.vip_real_counters,
     }
 }
 

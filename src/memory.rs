@@ -68,6 +68,15 @@ fn hash<K, V>(entries: u32) -> u64 {
     buckets(entries) + u64::from(entries) * (HTAB_ELEM + up8(size_of::<K>()) + up8(size_of::<V>()))
 }
 
+/// Entries of `vip_real_stats` (as the loader sizes it).
+fn vip_real_entries(o: &LoadOptions) -> u32 {
+    if o.vip_real_counters {
+        o.max_vips.saturating_mul(o.max_reals + 1)
+    } else {
+        1
+    }
+}
+
 /// The memory a dataplane loaded with `o` pins on a machine of `cpus`
 /// possible CPUs.
 pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
@@ -82,6 +91,7 @@ pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
     let counters = per_cpu_array::<types::lb_counters>(1, cpus)
         + per_cpu_array::<types::traffic_counter>(o.max_vips, cpus)
         + per_cpu_array::<types::traffic_counter>(o.max_reals + 1, cpus)
+        + per_cpu_array::<types::traffic_counter>(vip_real_entries(o), cpus)
         + per_cpu_array::<types::rate_state>(1, cpus);
     let per_cpu = (conn_tables + counters) / u64::from(cpus.max(1));
     let shared_table = hash::<types::flow_key4, types::conn_entry>(o.fallback_table_size)

@@ -200,6 +200,27 @@ fn register_traffic(reg: &mut Registry, s: &Snapshot) {
         "IP bytes forwarded per real, over all its VIPs",
         real(|t| t.bytes),
     );
+    if s.vip_reals.is_empty() {
+        return;
+    }
+    let pair = |f: fn(&crate::stats::Traffic) -> u64| {
+        s.vip_reals
+            .iter()
+            .map(|((v, r), t)| (labels(&[("vip", v), ("real", &r.to_string())]), f(t)))
+            .collect()
+    };
+    counters(
+        reg,
+        "vip_real_packets",
+        "Packets forwarded per (VIP, real) (counted when the file sets vip_real_counters)",
+        pair(|t| t.packets),
+    );
+    counters(
+        reg,
+        "vip_real_bytes",
+        "IP bytes forwarded per (VIP, real)",
+        pair(|t| t.bytes),
+    );
 }
 
 /// Per (vip, real): the weight in the file, the weight the ring is built

@@ -163,6 +163,9 @@ pub struct Snapshot {
     pub global: BTreeMap<&'static str, u64>,
     pub vips: BTreeMap<String, Traffic>,
     pub reals: BTreeMap<IpAddr, Traffic>,
+    /// Per (VIP, real), when the dataplane counts them (`vip_real_counters`).
+    #[serde(skip)]
+    pub vip_reals: BTreeMap<(String, IpAddr), Traffic>,
 }
 
 /// The global counters of each CPU, indexed by `lb_stat` (the `stats` map
@@ -231,20 +234,34 @@ pub fn snapshot(store: &KernelStore) -> Result<Snapshot> {
     }
     let gen = store.active_gen()?;
     let mut vips = BTreeMap::new();
-    let mut live: Vec<(VipKey, u32)> = store
+    let mut live: Vec<(VipKey, u32, u32)> = store
         .vips()?
         .into_iter()
         .filter(|v| v.gen == gen)
-        .map(|v| (v.key, v.vip_num))
+        .map(|v| (v.key, v.vip_num, v.ring_id))
         .collect();
     live.sort();
-    for (key, num) in live {
-        vips.insert(key.to_string(), traffic(&store.maps.vip_stats, num)?);
+    for (key, num, _) in &live {
+        vips.insert(key.to_string(), traffic(&store.maps.vip_stats, *num)?);
     }
     let mut reals = BTreeMap::new();
-    for (idx, r) in store.reals()? {
+    let all = store.reals()?;
+    for (idx, r) in &all {
         if r.in_gen[gen as usize] {
-            reals.insert(r.addr, traffic(&store.maps.real_stats, idx)?);
+            reals.insert(r.addr, traffic(&store.maps.real_stats, *idx)?);
+        }
+    }
+    let mut vip_reals = BTreeMap::new();
+    if store.vip_real_counting() {
+        let slots = store.limits().max_reals + 1;
+        let backends = store.backends()?;
+        for (key, num, ring_id) in &live {
+            for b in backends.iter().filter(|b| b.ring_id == *ring_id) {
+                if let Some(r) = all.get(&b.real) {
+                    let t = traffic(&store.maps.vip_real_stats, num * slots + b.real)?;
+                    vip_reals.insert((key.to_string(), r.addr), t);
+                }
+            }
         }
     }
     Ok(Snapshot {
@@ -252,6 +269,7 @@ pub fn snapshot(store: &KernelStore) -> Result<Snapshot> {
         global,
         vips,
         reals,
+        vip_reals,
     })
 }
 

@@ -584,6 +584,7 @@ fn a_minimal_file_becomes_the_expected_state() {
             conn_table_size: 65_536,
             forwarding_cpus: None,
             shared_conn_table: false,
+            vip_real_counters: false,
             pin_dir: PathBuf::from("/sys/fs/bpf/katran"),
         },
         state: State {
@@ -659,6 +660,7 @@ tcp_server_id = 253
 max_conn_rate = 0
 udp_timeout = "2m"
 max_frame_len = 0
+vip_real_counters = true
 pin_dir = "/sys/fs/bpf/lb"
 
 [[vip]]
@@ -702,6 +704,7 @@ down_reals = ["10.1.0.2"]
             conn_table_size: 2048,
             forwarding_cpus: Some(vec![2, 0]),
             shared_conn_table: false,
+            vip_real_counters: true,
             pin_dir: PathBuf::from("/sys/fs/bpf/lb"),
         }
     );

@@ -54,6 +54,15 @@ fn stated_memory_matches_the_kernels_accounting() {
                 ..LoadOptions::default()
             },
         ),
+        (
+            "per-(VIP, real) counters",
+            LoadOptions {
+                max_vips: 64,
+                max_reals: 1024,
+                vip_real_counters: true,
+                ..LoadOptions::default()
+            },
+        ),
     ];
     for (name, o) in cases {
         let dp = Dataplane::load(&o).expect("load");

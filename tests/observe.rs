@@ -162,6 +162,77 @@ fn counters_move_by_exactly_the_packets_sent() {
     );
 }
 
+#[test]
+fn vip_real_counters_split_a_real_between_its_vips() {
+    if !common::privileged("per-(VIP, real) counters") {
+        return;
+    }
+    let dp = Dataplane::load(&LoadOptions {
+        max_vips: 16,
+        max_reals: 64,
+        forwarding_cpus: Some(Vec::new()),
+        vip_real_counters: true,
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    let mut store = dp.store().unwrap();
+    let state = base_state();
+    apply(&mut store, &state).unwrap();
+    // 10.1.0.1 serves both 10.200.0.1:80 and 10.200.0.3:443
+    let sent = [("10.200.0.1", 80u16, 40u16), ("10.200.0.3", 443, 25)];
+    for (vip, port, n) in sent {
+        for i in 0..n {
+            let client = ip(&format!("192.168.9.{}", i + 1));
+            let f = frames::tcp((client, 3000 + i), (ip(vip), port), TCP_SYN);
+            assert_eq!(run_once(dp.balancer(), &f).unwrap().0, XDP_TX);
+        }
+    }
+    let snap = snapshot(&store).unwrap();
+    let shared = ip("10.1.0.1");
+    let pair = |v: &Vip, r: IpAddr| {
+        snap.vip_reals
+            .get(&(v.key.to_string(), r))
+            .map_or(0, |t| t.packets)
+    };
+    let (v1, v3) = (&state.vips[0], &state.vips[2]);
+    assert_eq!(
+        pair(v1, shared) + pair(v3, shared),
+        snap.reals[&shared].packets,
+        "the real's own counter is the sum of its pairs"
+    );
+    assert!(
+        pair(v1, shared) > 0 && pair(v3, shared) > 0,
+        "{:?}",
+        snap.vip_reals
+    );
+    for (v, (_, _, n)) in [v1, v3].into_iter().zip(sent) {
+        let sum: u64 = v.reals.iter().map(|b| pair(v, b.addr)).sum();
+        assert_eq!(sum, u64::from(n), "{}", v.key);
+    }
+    let text = katran::metrics::render(&katran::metrics::Inputs {
+        snapshot: &snap,
+        build: "test",
+        live: None,
+        daemon: None,
+        conn: &[],
+        announced: &[],
+    })
+    .unwrap();
+    let line = format!(
+        "katran_vip_real_packets_total{{vip=\"{}\",real=\"10.1.0.1\"}} {}",
+        v3.key,
+        pair(v3, shared)
+    );
+    assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    // without the setting nothing is counted per pair
+    let plain = load();
+    let mut plain_store = plain.store().unwrap();
+    apply(&mut plain_store, &state).unwrap();
+    let f = frames::tcp((ip("192.168.9.9"), 3000), (ip("10.200.0.1"), 80), TCP_SYN);
+    run_once(plain.balancer(), &f).unwrap();
+    assert!(snapshot(&plain_store).unwrap().vip_reals.is_empty());
+}
+
 /// A small deterministic generator (xorshift), to avoid a dependency.
 struct Rng(u64);
 impl Rng {

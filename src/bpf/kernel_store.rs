@@ -37,6 +37,8 @@ pub struct Maps {
     pub stats: MapHandle,
     pub vip_stats: MapHandle,
     pub real_stats: MapHandle,
+    /// Per (VIP, real) when counted (`vip_real_counters`), else one entry.
+    pub vip_real_stats: MapHandle,
 }
 
 /// Name, expected type, key size and value size of each map.
@@ -105,6 +107,12 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         4,
         size_of::<types::traffic_counter>(),
     ),
+    (
+        "vip_real_stats",
+        MapType::PercpuArray,
+        4,
+        size_of::<types::traffic_counter>(),
+    ),
 ];
 
 fn check(handle: &MapHandle, name: &str) -> Result<()> {
@@ -126,7 +134,7 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 19] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 20] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
@@ -147,6 +155,7 @@ impl Maps {
             ("stats", &self.stats),
             ("vip_stats", &self.vip_stats),
             ("real_stats", &self.real_stats),
+            ("vip_real_stats", &self.vip_real_stats),
         ]
     }
 
@@ -196,6 +205,7 @@ impl Maps {
             stats: open("stats")?,
             vip_stats: open("vip_stats")?,
             real_stats: open("real_stats")?,
+            vip_real_stats: open("vip_real_stats")?,
         })
     }
 }
@@ -376,6 +386,11 @@ impl KernelStore {
             .collect())
     }
 
+    /// Whether traffic is counted per (VIP, real): the map has a row per VIP.
+    pub fn vip_real_counting(&self) -> bool {
+        self.maps.vip_real_stats.max_entries() > 1
+    }
+
     pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
         let cpus = self.conn_cpus()?;
         let size = if cpus.is_empty() {
@@ -389,6 +404,7 @@ impl KernelStore {
             max_reals: self.limits.max_reals,
             conn_table_size: size,
             per_cpu_tables: (!cpus.is_empty()).then_some(cpus),
+            vip_real_counters: self.vip_real_counting(),
         })
     }
 
@@ -687,10 +703,22 @@ impl MapStore for KernelStore {
     }
 
     fn reset_vip_stats(&mut self, vip_num: u32) -> Result<()> {
+        if self.vip_real_counting() {
+            let slots = self.limits.max_reals + 1;
+            for real in 0..slots {
+                Self::zero_percpu(&self.maps.vip_real_stats, vip_num * slots + real)?;
+            }
+        }
         Self::zero_percpu(&self.maps.vip_stats, vip_num)
     }
 
     fn reset_real_stats(&mut self, idx: u32) -> Result<()> {
+        if self.vip_real_counting() {
+            let slots = self.limits.max_reals + 1;
+            for vip_num in 0..self.limits.max_vips {
+                Self::zero_percpu(&self.maps.vip_real_stats, vip_num * slots + idx)?;
+            }
+        }
         Self::zero_percpu(&self.maps.real_stats, idx)
     }
 

@@ -27,6 +27,9 @@ pub struct LoadOptions {
     pub fallback_table_size: u32,
     /// CPUs that get their own table; `None` = every CPU.
     pub forwarding_cpus: Option<Vec<u32>>,
+    /// Count traffic per (VIP, real) too (a row of `max_reals + 1`
+    /// counters per VIP, per CPU).
+    pub vip_real_counters: bool,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +41,7 @@ impl Default for LoadOptions {
             conn_table_size: 65536,
             fallback_table_size: 65536,
             forwarding_cpus: None,
+            vip_real_counters: false,
         }
     }
 }
@@ -113,6 +117,14 @@ impl Dataplane {
         let seed = random_u32()?;
         rodata.conn_nsets = nsets;
         rodata.conn_seed = seed;
+        let vip_real_entries = if o.vip_real_counters {
+            rodata.vip_real_slots = o.max_reals + 1;
+            o.max_vips
+                .checked_mul(o.max_reals + 1)
+                .context("max_vips x (max_reals + 1) per-(VIP, real) counters exceed 2^32")?
+        } else {
+            1
+        };
         let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
         let m = &mut open.maps;
         let sizes = [
@@ -128,6 +140,7 @@ impl Dataplane {
             (&mut m.conn_fallback, o.fallback_table_size),
             (&mut m.vip_stats, o.max_vips),
             (&mut m.real_stats, o.max_reals + 1),
+            (&mut m.vip_real_stats, vip_real_entries),
         ];
         for (map, n) in sizes {
             map.set_max_entries(n)
@@ -202,6 +215,7 @@ impl Dataplane {
             stats: h(&m.stats)?,
             vip_stats: h(&m.vip_stats)?,
             real_stats: h(&m.real_stats)?,
+            vip_real_stats: h(&m.vip_real_stats)?,
         })
     }
 

@@ -2,9 +2,7 @@
 //! per announced VIP address in, for a routing daemon (BIRD, FRR) to
 //! export over BGP, and whether the daemon withdraws them when it exits.
 
-use toml_edit::Value;
-
-use super::reader::{Entry, Node};
+use super::reader::Entry;
 use super::source::{Problems, Sp};
 use super::{reader, schema};
 
@@ -40,21 +38,11 @@ fn table(e: &Entry<'_>, p: &mut Problems) -> Option<Sp<u32>> {
     Some(t)
 }
 
-fn boolean(e: &Entry<'_>, p: &mut Problems) -> Option<Sp<bool>> {
-    match e.node {
-        Node::Value(Value::Boolean(b)) => Some(Sp::new(*b.value(), e.span)),
-        _ => {
-            e.wrong_type("a boolean", p);
-            None
-        }
-    }
-}
-
 /// `[announce]`, when written; `None` on errors (reported).
 pub fn read(e: &Entry<'_>, p: &mut Problems) -> Option<Announce> {
     let mut f = reader::single_table(e, &schema::ANNOUNCE, p)?;
     let table = f.require("table", p).and_then(|e| table(&e, p));
-    let withdraw = f.read("withdraw_on_exit", p, boolean);
+    let withdraw = f.read("withdraw_on_exit", p, |e, p| e.boolean(p));
     f.finish(p);
     Some(Announce {
         table: table?.value,

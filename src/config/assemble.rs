@@ -29,6 +29,7 @@ pub fn config(d: &Draft) -> Config {
         conn_table_size: dp.conn_table_size.value_or(schema::DEFAULT_CONN_TABLE_SIZE),
         forwarding_cpus: dp.forwarding_cpus.given().map(|c| c.value.clone()),
         shared_conn_table: dp.shared_conn_table.value_or(false),
+        vip_real_counters: dp.vip_real_counters.value_or(false),
         pin_dir: dp.pin_dir.value_or(PathBuf::from(schema::DEFAULT_PIN_DIR)),
     };
     let encap = match dp.encap.value_or(EncapKind::Ipip) {

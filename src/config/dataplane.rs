@@ -109,6 +109,22 @@ pub fn read(f: &mut Fields<'_>, p: &mut Problems) -> Dataplane {
         )
     });
     d.forwarding_cpus = f.read("forwarding_cpus", p, forwarding_cpus);
+    d.vip_real_counters = f.read("vip_real_counters", p, |e, p| e.boolean(p));
+    if let Some(on) = d.vip_real_counters.given().filter(|on| on.value) {
+        let vips = d.max_vips.value_or(schema::DEFAULT_MAX_VIPS);
+        let reals = d.max_reals.value_or(schema::DEFAULT_MAX_REALS);
+        if u64::from(vips) * (u64::from(reals) + 1) > u64::from(u32::MAX) {
+            p.error(
+                on.span,
+                format!(
+                    "per-(VIP, real) counters need max_vips x (max_reals + 1) entries, \
+                     {vips} x {} is more than a map holds",
+                    u64::from(reals) + 1
+                ),
+            )
+            .help("lower max_vips or max_reals, or remove vip_real_counters");
+        }
+    }
     d.shared_conn_table = f.read("conn_table", p, |e, p| {
         e.word(
             p,

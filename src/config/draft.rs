@@ -77,6 +77,8 @@ pub struct Dataplane {
     pub forwarding_cpus: Val<Vec<u32>>,
     /// `conn_table = "shared"`: one table for every CPU.
     pub shared_conn_table: Val<bool>,
+    /// Traffic counted per (VIP, real) as well.
+    pub vip_real_counters: Val<bool>,
     pub outer_source_v4_prefix: Val<Ipv4Addr>,
     pub outer_source_v6_prefix: Val<Ipv6Addr>,
     pub tcp_server_id: Val<Option<u8>>,

@@ -133,6 +133,17 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// `true` or `false`.
+    pub fn boolean(&self, p: &mut Problems) -> Option<Sp<bool>> {
+        match self.node {
+            Node::Value(Value::Boolean(b)) => Some(Sp::new(*b.value(), self.span)),
+            _ => {
+                self.wrong_type("a boolean", p);
+                None
+            }
+        }
+    }
+
     /// An integer within `lo..=hi`; `help` explains the range.
     pub fn integer_in<T>(&self, lo: i64, hi: i64, help: &str, p: &mut Problems) -> Option<Sp<T>>
     where

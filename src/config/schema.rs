@@ -84,6 +84,7 @@ pub static DATAPLANE: TableDoc = TableDoc {
         key("conn_table_size", "conn_table_size = 65536"),
         key("forwarding_cpus", "forwarding_cpus = [0, 1, 2, 3]"),
         key("conn_table", "conn_table = \"per-cpu\""),
+        key("vip_real_counters", "vip_real_counters = true"),
         key(
             "outer_source_v4_prefix",
             "outer_source_v4_prefix = \"172.16.0.0\"",

@@ -52,6 +52,9 @@ pub struct Settings {
     /// different CPUs (no RSS: veth, some virtual NICs), at the cost of
     /// contention on the table.
     pub shared_conn_table: bool,
+    /// Packets and bytes counted per (VIP, real), not only per VIP and per
+    /// real: `max_vips x (max_reals + 1)` counters per CPU.
+    pub vip_real_counters: bool,
     /// bpffs directory the maps and program are pinned under (absolute).
     pub pin_dir: PathBuf,
 }
@@ -68,6 +71,7 @@ impl Default for Settings {
             conn_table_size: schema::DEFAULT_CONN_TABLE_SIZE,
             forwarding_cpus: None,
             shared_conn_table: false,
+            vip_real_counters: false,
             pin_dir: PathBuf::from(schema::DEFAULT_PIN_DIR),
         }
     }

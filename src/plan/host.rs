@@ -24,6 +24,8 @@ pub struct LoadShape {
     pub conn_table_size: u32,
     /// CPUs with their own connection table; `None`: one shared table.
     pub per_cpu_tables: Option<BTreeSet<u32>>,
+    /// Traffic counted per (VIP, real).
+    pub vip_real_counters: bool,
 }
 
 impl LoadShape {
@@ -42,6 +44,7 @@ impl LoadShape {
                 Some(list) => list.iter().copied().collect(),
                 None => (0..cpus).collect(),
             }),
+            vip_real_counters: s.vip_real_counters,
         }
     }
 }
@@ -73,6 +76,13 @@ pub fn replacements(live: &LoadShape, want: &LoadShape) -> Vec<Change> {
         (
             "conn_table_size",
             pair(live.conn_table_size, want.conn_table_size),
+        ),
+        (
+            "vip_real_counters",
+            (
+                live.vip_real_counters.to_string(),
+                want.vip_real_counters.to_string(),
+            ),
         ),
     ]
     .into_iter()
@@ -143,6 +153,7 @@ mod tests {
             ("max_reals", |s| s.max_reals = 8),
             ("conn_table", |s| s.per_cpu_tables = None),
             ("conn_table_size", |s| s.conn_table_size = 8),
+            ("vip_real_counters", |s| s.vip_real_counters = true),
         ];
         for (name, edit) in edits {
             let mut b = a.clone();
