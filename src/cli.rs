@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::apply::read_live;
 use crate::caps;
+use crate::config::render::{render, render_errors, Colour};
 use crate::config::{self, Config, XdpMode};
 use crate::daemon_status::DEFAULT_STATUS_FILE;
 use crate::live::{self, Pins};
@@ -482,13 +483,13 @@ fn load(path: &Path) -> Option<Config> {
     match config::load(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
-                eprintln!("{w}");
+                eprintln!("{}\n", render(w, Colour::for_stderr()));
             }
             Some(loaded.config)
         }
         Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            let file = path.display().to_string();
+            eprintln!("{}", render_errors(&errors.0, &file, Colour::for_stderr()));
             None
         }
     }

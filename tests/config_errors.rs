@@ -8,6 +8,7 @@ use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+use katran::config::render::{render, render_errors, Colour};
 use katran::config::{self, Config, Diagnostic, Gateway, Settings, Severity, XdpMode};
 use katran::model::{
     Backend, Encap, Globals, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey,
@@ -417,9 +418,36 @@ fn every_broken_file_reports_exactly_its_errors() {
             if !d.file.ends_with(&format!("{name}.toml")) {
                 failures.push(format!("{name}: diagnostic names file {}", d.file));
             }
+            if let Some(problem) = shown_wrong(&path, d) {
+                failures.push(format!("{name}: {problem}"));
+            }
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// What is wrong with how `d` is rendered, if anything: the rendering must
+/// name the diagnostic's own file:line:column, show that line of the file
+/// and put a caret under the span.
+fn shown_wrong(path: &Path, d: &Diagnostic) -> Option<String> {
+    let shown = render(d, Colour::Never);
+    let place = format!(" --> {}:{}:{}\n", d.file, d.line, d.column);
+    let text = fs::read_to_string(path).ok()?;
+    let line = text.lines().nth(d.line.checked_sub(1)?).unwrap_or_default();
+    let source = format!("{} | {line}", d.line);
+    let title = format!("error: {}\n", d.message);
+    let caret = shown
+        .lines()
+        .any(|l| l.trim_start().starts_with('|') && l.contains('^'));
+    if !shown.starts_with(&title) || !shown.contains(&place) {
+        Some(format!("not placed at {place:?}: {shown}"))
+    } else if !shown.lines().any(|l| l.trim_end() == source.trim_end()) {
+        Some(format!("does not show {source:?}: {shown}"))
+    } else if !caret {
+        Some(format!("no caret: {shown}"))
+    } else {
+        None
+    }
 }
 
 #[test]
@@ -438,15 +466,38 @@ fn every_broken_file_is_in_the_table() {
 }
 
 #[test]
-fn diagnostics_print_like_a_compiler() {
+fn diagnostics_render_like_cargo() {
     let text = fs::read_to_string(broken_dir().join("duplicate_real.toml")).expect("fixture");
     let err = config::parse(&text, "katran.toml").expect_err("duplicate real");
     assert_eq!(
-        err.to_string(),
-        "katran.toml:10:15: error: duplicate real 10.1.0.1 in VIP 10.0.0.1:80/tcp (first listed on line 8)\n  \
-         help: list each real once per VIP; to send it more flows, raise its weight"
+        render(&err.0[0], Colour::Never),
+        "error: duplicate real 10.1.0.1 in VIP 10.0.0.1:80/tcp (first listed on line 8)
+  --> katran.toml:10:15
+   |
+10 |   { address = \"10.1.0.1\", weight = 3 },
+   |               ^^^^^^^^^^
+   |
+   = help: list each real once per VIP; to send it more flows, raise its weight"
     );
 
+    let text =
+        fs::read_to_string(broken_dir().join("unknown_key_dataplane.toml")).expect("fixture");
+    let err = config::parse(&text, "katran.toml").expect_err("typo");
+    assert_eq!(
+        render(&err.0[0], Colour::Never),
+        "error: unknown key `xdp_mod` in [dataplane]
+ --> katran.toml:3:1
+  |
+3 | xdp_mod = \"native\"
+  | ^^^^^^^
+  |
+  = help: did you mean `xdp_mode`?"
+    );
+}
+
+/// The one-line form stays for logs and the daemon's status file.
+#[test]
+fn diagnostics_also_print_on_one_line() {
     let text =
         fs::read_to_string(broken_dir().join("unknown_key_dataplane.toml")).expect("fixture");
     let err = config::parse(&text, "katran.toml").expect_err("typo");
@@ -457,15 +508,26 @@ fn diagnostics_print_like_a_compiler() {
 }
 
 #[test]
-fn several_errors_print_one_block_each() {
+fn several_errors_render_one_block_each_then_their_count() {
     let text = fs::read_to_string(broken_dir().join("several_problems.toml")).expect("fixture");
     let err = config::parse(&text, "k.toml").expect_err("several problems");
-    let shown = err.to_string();
-    let blocks: Vec<&str> = shown.lines().filter(|l| l.starts_with("k.toml:")).collect();
-    let helps = shown.lines().filter(|l| l.starts_with("  help: ")).count();
-    assert_eq!(blocks.len(), err.len());
-    assert_eq!(helps, err.len());
-    assert_eq!(shown.lines().count(), 2 * err.len());
+    let shown = render_errors(&err.0, "k.toml", Colour::Never);
+    let titles = shown.lines().filter(|l| l.starts_with("error: ")).count();
+    let places = shown.lines().filter(|l| l.contains("--> k.toml:")).count();
+    let helps = shown.lines().filter(|l| l.contains(" = help: ")).count();
+    let carets = shown
+        .lines()
+        .filter(|l| l.trim_start().starts_with('|') && l.contains('^'))
+        .count();
+    assert!(err.len() > 1);
+    assert_eq!(titles, err.len() + 1, "{shown}");
+    assert_eq!(places, err.len(), "{shown}");
+    assert_eq!(helps, err.len(), "{shown}");
+    assert_eq!(carets, err.len(), "{shown}");
+    assert!(
+        shown.ends_with(&format!("\nerror: k.toml has {} errors", err.len())),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -502,6 +564,12 @@ fn unreadable_files_are_errors_without_a_place() {
     assert!(e
         .to_string()
         .starts_with("/nonexistent/katran.toml: error: cannot read the file"));
+    let shown = render(&e.0[0], Colour::Never);
+    assert!(
+        shown.starts_with("error: cannot read the file")
+            && shown.contains("--> /nonexistent/katran.toml\n"),
+        "{shown}"
+    );
 }
 
 fn examples() -> Vec<PathBuf> {
@@ -845,9 +913,11 @@ fn dubious_files_load_with_warnings() {
             .warnings
             .iter()
             .all(|w| w.severity == Severity::Warning));
-        let shown = loaded.warnings[0].to_string();
+        let w = &loaded.warnings[0];
+        let shown = render(w, Colour::Never);
+        let place = format!(" --> w.toml:{}:{}\n", w.line, w.column);
         assert!(
-            shown.starts_with("w.toml:") && shown.contains(": warning: "),
+            shown.starts_with("warning: ") && shown.contains(&place) && shown.contains('^'),
             "{shown}"
         );
     }

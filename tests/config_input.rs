@@ -56,7 +56,7 @@ fn refused(path: &Path, reason: &str) {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(&format!("{}: error: ", path.display())),
+        err.starts_with("error: ") && err.contains(&format!("--> {}\n", path.display())),
         "the error names the path: {err}"
     );
     assert!(err.contains(reason), "the error says {reason:?}: {err}");

@@ -282,7 +282,7 @@ fn daemon_keeps_last_good_config_on_broken_file() {
         .expect("check");
     assert!(!check.status.success());
     assert!(
-        text(&check).contains(&format!("{place}{col}:")),
+        text(&check).contains(&format!(" --> {place}{col}\n")),
         "{}",
         text(&check)
     );

@@ -39,6 +39,21 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it.
     pub help: Option<String>,
+    /// The line of the file the diagnostic points into, to show it with a
+    /// caret under the span; `None` when it has no place.
+    pub excerpt: Option<Excerpt>,
+}
+
+/// One line of the file and the part of it a diagnostic is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The line (line `Diagnostic::line`), without its line break, control
+    /// characters escaped so it is safe to print.
+    pub text: String,
+    /// Byte range of the span within `text`; empty when it points between
+    /// two characters. A span over several lines is cut at the first line's
+    /// end.
+    pub span: std::ops::Range<usize>,
 }
 
 impl fmt::Display for Diagnostic {

@@ -22,6 +22,7 @@ mod health;
 mod mappings;
 mod metrics;
 mod reader;
+pub mod render;
 pub mod schema;
 mod settings;
 mod source;
@@ -37,7 +38,7 @@ use std::path::Path;
 use crate::model::State;
 
 pub use announce::Announce;
-pub use error::{ConfigErrors, Diagnostic, Severity};
+pub use error::{ConfigErrors, Diagnostic, Excerpt, Severity};
 pub use file::MAX_SIZE;
 pub use metrics::Metrics;
 pub use settings::{Gateway, Settings, XdpMode};
@@ -85,15 +86,22 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             column: 0,
             message: u.message,
             help: Some(u.help.to_string()),
+            excerpt: None,
         }])
     })?;
     match String::from_utf8(bytes) {
         Ok(text) => parse(&text, &file),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
-            let bytes = e.as_bytes();
-            let text = String::from_utf8_lossy(bytes.get(..valid).unwrap_or_default());
-            let (line, column) = Source::new(&file, &text).position(valid);
+            // The lossy text equals the file up to `valid`, where the first
+            // bad byte became U+FFFD (three bytes).
+            let text = String::from_utf8_lossy(e.as_bytes());
+            let source = Source::new(&file, &text);
+            let (line, column) = source.position(valid);
+            let bad = source::Span {
+                start: valid,
+                end: valid + '\u{fffd}'.len_utf8(),
+            };
             Err(ConfigErrors(vec![Diagnostic {
                 severity: Severity::Error,
                 file: file.clone(),
@@ -101,6 +109,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
                 column,
                 message: "the file is not valid UTF-8".into(),
                 help: Some("save the file as UTF-8".into()),
+                excerpt: Some(source.excerpt(bad)),
             }]))
         }
     }

@@ -4,7 +4,8 @@
 
 use std::ops::Range;
 
-use super::error::{Diagnostic, Severity};
+use super::error::{Diagnostic, Excerpt, Severity};
+use super::escape::controls;
 
 /// A byte range of the source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,10 +130,7 @@ impl<'a> Source<'a> {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn position(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
+        let offset = self.boundary(offset);
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
         let column = self.text[start..offset].chars().count() + 1;
@@ -144,6 +142,35 @@ impl<'a> Source<'a> {
         self.position(span.start).0
     }
 
+    /// The line holding the start of `span`, and the span within it (cut
+    /// at the line's end), made safe to print.
+    pub fn excerpt(&self, span: Span) -> Excerpt {
+        let start = self.boundary(span.start);
+        let line = self.line_starts.partition_point(|&s| s <= start);
+        let line_start = self.line_starts[line - 1];
+        let rest = &self.text[line_start..];
+        let rest = rest.split('\n').next().unwrap_or_default();
+        let line_end = line_start + rest.strip_suffix('\r').unwrap_or(rest).len();
+        let start = start.min(line_end);
+        let end = self.boundary(span.end.clamp(start, line_end));
+        // A tab becomes one space (offsets stay) so the caret lines up.
+        let shown = |a: usize, b: usize| controls(&self.text[a..b].replace('\t', " ")).into_owned();
+        let from = shown(line_start, start).len();
+        Excerpt {
+            text: shown(line_start, line_end),
+            span: from..from + shown(start, end).len(),
+        }
+    }
+
+    /// The char boundary at or before `offset`, within the text.
+    fn boundary(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
+    }
+
     fn diagnostic(&self, p: Problem) -> Diagnostic {
         let (line, column) = self.position(p.span.start);
         Diagnostic {
@@ -151,6 +178,7 @@ impl<'a> Source<'a> {
             file: self.file.to_string(),
             line,
             column,
+            excerpt: Some(self.excerpt(p.span)),
             message: p.message,
             help: p.help,
         }
