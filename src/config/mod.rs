@@ -19,6 +19,7 @@ mod error;
 pub mod escape;
 mod file;
 mod health;
+mod keys;
 mod mappings;
 mod metrics;
 mod reader;
@@ -40,6 +41,7 @@ use crate::model::State;
 pub use announce::Announce;
 pub use error::{ConfigErrors, Diagnostic, Excerpt, Severity};
 pub use file::MAX_SIZE;
+pub use keys::{FileText, Key};
 pub use metrics::Metrics;
 pub use settings::{Gateway, Settings, XdpMode};
 
@@ -73,6 +75,8 @@ pub struct Loaded {
     pub config: Config,
     /// Diagnostics of severity `Warning`, in file order.
     pub warnings: Vec<Diagnostic>,
+    /// The text it was read from, to place problems found when applying it.
+    pub text: FileText,
 }
 
 /// Reads and checks the file at `path`; diagnostics name it as given.
@@ -129,6 +133,7 @@ pub fn parse(text: &str, file_name: &str) -> Result<Loaded, ConfigErrors> {
         Some(d) if !failed => Ok(Loaded {
             config: assemble::config(&d),
             warnings,
+            text: FileText::new(file_name, text),
         }),
         _ => Err(ConfigErrors(errors)),
     }
