@@ -340,14 +340,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             detailed_exitcode,
             listing,
         } => {
-            let Some(cfg) = load(&config) else {
+            let Some((cfg, text)) = load_with_text(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
+            let settings = cfg.settings.clone();
             let changed = if dry_run {
-                dry_run_cmd(cfg, json, listing)?
+                dry_run_cmd(cfg, json, listing)
             } else {
                 caps::require("katran apply", caps::DATAPLANE)?;
-                apply_cmd(cfg, json, listing)?
+                apply_cmd(cfg, json, listing)
+            };
+            let changed = match changed {
+                Ok(changed) => changed,
+                Err(e) => return apply_failed(e, &settings, &text),
             };
             Ok(if detailed_exitcode && changed {
                 ExitCode::from(EXIT_CHANGES)
@@ -480,18 +485,40 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Loads a file, printing every problem; `None` when it is unusable.
 fn load(path: &Path) -> Option<Config> {
+    load_with_text(path).map(|(cfg, _)| cfg)
+}
+
+/// [`load`], and the text, to place problems found when applying it.
+fn load_with_text(path: &Path) -> Option<(Config, config::FileText)> {
     match config::load(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("{}\n", render(w, Colour::for_stderr()));
             }
-            Some(loaded.config)
+            Some((loaded.config, loaded.text))
         }
         Err(errors) => {
             let file = path.display().to_string();
             eprintln!("{}", render_errors(&errors.0, &file, Colour::for_stderr()));
             None
         }
+    }
+}
+
+/// An apply that failed: shown at the key of the file it comes from, like
+/// the file's own problems, when it comes from one; returned as it is
+/// otherwise.
+fn apply_failed(
+    e: anyhow::Error,
+    settings: &config::Settings,
+    text: &config::FileText,
+) -> Result<ExitCode> {
+    match crate::apply_errors::place(&e, settings, text) {
+        Some(d) => {
+            eprintln!("{}", render(&d, Colour::for_stderr()));
+            Ok(ExitCode::FAILURE)
+        }
+        None => Err(e),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod announce;
 pub mod apply;
+pub mod apply_errors;
 pub mod atomic_file;
 pub mod bpf;
 pub mod caps;

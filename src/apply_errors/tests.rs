@@ -1,0 +1,66 @@
+use anyhow::Context;
+
+use super::*;
+use crate::config::{parse, Loaded};
+
+const FILE: &str = "[dataplane]
+interfaces = [\"eth0\"]
+gateway_mac = \"auto\"
+max_reals = 4
+
+[[vip]]
+address = \"10.0.0.1:80\"
+proto = \"tcp\"
+reals = [\"10.1.0.1\"]
+";
+
+fn loaded() -> Loaded {
+    parse(FILE, "k.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn placed(err: &anyhow::Error) -> Diagnostic {
+    let l = loaded();
+    place(err, &l.config.settings, &l.text).unwrap_or_else(|| panic!("{err:#} was not placed"))
+}
+
+#[test]
+fn a_dataplane_too_small_is_placed_at_max_reals() {
+    let err = anyhow::Error::from(PlanError::TooManyReals { want: 4, max: 4 }).context("planning");
+    let d = placed(&err);
+    assert_eq!((d.line, d.column), (4, 1));
+    assert!(d.message.starts_with("too many reals"), "{}", d.message);
+    assert!(d.help.unwrap_or_default().starts_with("raise max_reals"));
+}
+
+#[test]
+fn an_unresolved_gateway_is_placed_at_its_value() {
+    let err = Err::<(), _>(GatewayError::NoDefaultRoute)
+        .context("gateway_mac = \"auto\"")
+        .expect_err("an error");
+    let d = placed(&err);
+    assert_eq!((d.line, d.column), (3, 15));
+    assert_eq!(
+        d.message,
+        "gateway_mac = \"auto\" cannot be resolved: this host has no default route"
+    );
+    assert!(d
+        .help
+        .unwrap_or_default()
+        .starts_with("set gateway_mac in the file"));
+}
+
+#[test]
+fn an_error_naming_no_key_is_left_as_it_is() {
+    let l = loaded();
+    let err = anyhow::anyhow!("/sys/fs/bpf is not a bpf filesystem");
+    assert_eq!(place(&err, &l.config.settings, &l.text), None);
+}
+
+#[test]
+fn interfaces_are_mentioned_only_as_whole_names() {
+    assert!(mentions("no interface named eth0: No such device", "eth0"));
+    assert!(mentions("`lo` is not Ethernet", "lo"));
+    assert!(!mentions("eth0.100 is down", "eth0"));
+    assert!(!mentions("the loopback", "lo"));
+    assert!(!mentions("veth01", "eth0"));
+}
