@@ -407,8 +407,9 @@ const EXIT_STATUS: &str = r#".SH EXIT STATUS
 Success.
 .TP
 .B 1
-An error: an invalid configuration file (every problem is printed), missing
-privileges, or a failure of the kernel or of an interface.
+An error: an invalid configuration file (every problem is printed, at its
+line), missing privileges, or a failure of the kernel or of an interface
+(at the line of the key that asks for it, when one does).
 .TP
 .B 2
 .B katran apply \-\-detailed\-exitcode
