@@ -539,7 +539,7 @@ fn memory_of(cfg: &Config) -> crate::memory::Memory {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let Some(cfg) = load(path) else {
+    let Some((cfg, text)) = load_with_text(path) else {
         return ExitCode::FAILURE;
     };
     println!(
@@ -551,13 +551,16 @@ fn check(path: &Path) -> ExitCode {
     let m = memory_of(&cfg);
     println!("{}: {}", path.display(), m.line());
     if m.total > crate::memory::WARN_ABOVE {
-        eprintln!(
-            "{}: warning: the dataplane would pin {} of kernel memory (more than {}); \
-             lower max_vips, ring_size or conn_table_size if that is not meant",
-            path.display(),
-            crate::memory::human(m.total),
-            crate::memory::human(crate::memory::WARN_ABOVE)
+        let w = text.warning(
+            config::Key::MaxVips,
+            format!(
+                "the dataplane would pin {} of kernel memory (more than {})",
+                crate::memory::human(m.total),
+                crate::memory::human(crate::memory::WARN_ABOVE)
+            ),
+            "lower max_vips, ring_size or conn_table_size if that is not meant".into(),
         );
+        eprintln!("{}", render(&w, Colour::for_stderr()));
     }
     ExitCode::SUCCESS
 }

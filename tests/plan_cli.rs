@@ -237,7 +237,11 @@ fn check_states_the_pinned_memory_and_warns_above_a_gib() {
     assert_eq!(o.status.code(), Some(0), "a warning, not an error");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("warning: the dataplane would pin 16.") && err.contains("GiB"),
+        err.starts_with("warning: the dataplane would pin 16.") && err.contains("GiB"),
         "{err}"
     );
+    // shown at max_vips (line 5), the key that asks for it
+    assert!(err.contains(&format!(" --> {huge}:5:1\n")), "{err}");
+    assert!(err.contains("5 | max_vips = 16384"), "{err}");
+    assert!(err.contains("= help: lower max_vips"), "{err}");
 }

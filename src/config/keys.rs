@@ -52,6 +52,15 @@ impl FileText {
     /// An error placed at `key`; at `[dataplane]` when the file leaves the
     /// key at its default, at no place when the text no longer has it.
     pub fn error(&self, key: Key<'_>, message: String, help: String) -> Diagnostic {
+        self.at(key, Severity::Error, message, help)
+    }
+
+    /// A warning placed as [`FileText::error`] places errors.
+    pub fn warning(&self, key: Key<'_>, message: String, help: String) -> Diagnostic {
+        self.at(key, Severity::Warning, message, help)
+    }
+
+    fn at(&self, key: Key<'_>, severity: Severity, message: String, help: String) -> Diagnostic {
         let source = Source::new(&self.file, &self.text);
         let (line, column, excerpt) = match self.span_of(key) {
             Some(span) => {
@@ -61,7 +70,7 @@ impl FileText {
             None => (0, 0, None),
         };
         Diagnostic {
-            severity: Severity::Error,
+            severity,
             file: self.file.clone(),
             line,
             column,
