@@ -343,7 +343,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let Some((cfg, text)) = load_with_text(&config) else {
                 return Ok(ExitCode::FAILURE);
             };
-            let settings = cfg.settings.clone();
             let changed = if dry_run {
                 dry_run_cmd(cfg, json, listing)
             } else {
@@ -352,7 +351,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             let changed = match changed {
                 Ok(changed) => changed,
-                Err(e) => return apply_failed(e, &settings, &text),
+                Err(e) => return apply_failed(e, &text),
             };
             Ok(if detailed_exitcode && changed {
                 ExitCode::from(EXIT_CHANGES)
@@ -508,12 +507,8 @@ fn load_with_text(path: &Path) -> Option<(Config, config::FileText)> {
 /// An apply that failed: shown at the key of the file it comes from, like
 /// the file's own problems, when it comes from one; returned as it is
 /// otherwise.
-fn apply_failed(
-    e: anyhow::Error,
-    settings: &config::Settings,
-    text: &config::FileText,
-) -> Result<ExitCode> {
-    match crate::apply_errors::place(&e, settings, text) {
+fn apply_failed(e: anyhow::Error, text: &config::FileText) -> Result<ExitCode> {
+    match crate::apply_errors::place(&e, text) {
         Some(d) => {
             eprintln!("{}", render(&d, Colour::for_stderr()));
             Ok(ExitCode::FAILURE)

@@ -28,7 +28,7 @@ struct Host {
 
 impl Host {
     fn new(name: &str) -> Host {
-        let tag = format!("err16-{}-{}", std::process::id(), name.replace(' ', "-"));
+        let tag = format!("kterr-{}-{}", std::process::id(), name.replace(' ', "-"));
         let _ = sh(&["ip", "netns", "del", &tag]);
         assert!(sh(&["ip", "netns", "add", &tag]).status.success());
         for cmd in [

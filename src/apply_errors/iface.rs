@@ -1,11 +1,10 @@
-//! What the host says against an interface the file names: asked again
-//! after an apply failed, so the failure can be shown at that interface's
-//! string in `interfaces` with the host's reason and a fix. The questions
-//! are the ones the apply asks (the interface exists, is Ethernet, runs no
-//! other XDP program, has native XDP when the file wants it), read-only.
+//! What the host says against an interface the file names, as the apply
+//! finds it (`reconcile::plan_interfaces`: the interface exists, is
+//! Ethernet, runs no other XDP program, has native XDP when the file wants
+//! it), typed so that the failure is shown at that interface's string in
+//! `interfaces` with the host's reason and a fix.
 
-use crate::bpf::attach::{self, Attached};
-use crate::config::XdpMode;
+use crate::bpf::attach::Attached;
 
 /// An interface in `interfaces` that this host cannot balance on (worded
 /// as the apply words it).
@@ -29,6 +28,14 @@ pub enum IfaceProblem {
 }
 
 impl IfaceProblem {
+    /// The interface, as the file names it.
+    pub fn iface(&self) -> &str {
+        match self {
+            IfaceProblem::Missing { iface, .. } | IfaceProblem::OtherProgram { iface, .. } => iface,
+            IfaceProblem::NotEthernet(iface) | IfaceProblem::NoNativeXdp(iface) => iface,
+        }
+    }
+
     /// How to fix it.
     pub fn fix(&self) -> String {
         match self {
@@ -47,35 +54,4 @@ impl IfaceProblem {
             }
         }
     }
-}
-
-/// The first thing wrong with `iface` for the balancer, if any; `ours` is
-/// the id of the pinned balancer program (not "another program"). `None`
-/// too when the host cannot be asked.
-pub fn probe(iface: &str, mode: XdpMode, ours: Option<u32>) -> Option<IfaceProblem> {
-    let idx = match attach::ifindex(iface) {
-        Ok(idx) => idx,
-        Err(e) => {
-            return Some(IfaceProblem::Missing {
-                iface: iface.into(),
-                reason: e.root_cause().to_string(),
-            })
-        }
-    };
-    if !attach::is_ethernet(iface).ok()? {
-        return Some(IfaceProblem::NotEthernet(iface.into()));
-    }
-    let q = attach::query(idx).ok()?;
-    if let Some((id, how)) = q.attached().filter(|(id, _)| Some(*id) != ours) {
-        return Some(IfaceProblem::OtherProgram {
-            iface: iface.into(),
-            id,
-            name: attach::prog_name(id),
-            how,
-        });
-    }
-    if mode == XdpMode::Native && !q.native_capable {
-        return Some(IfaceProblem::NoNativeXdp(iface.into()));
-    }
-    None
 }

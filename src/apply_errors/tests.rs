@@ -20,7 +20,7 @@ fn loaded() -> Loaded {
 
 fn placed(err: &anyhow::Error) -> Diagnostic {
     let l = loaded();
-    place(err, &l.config.settings, &l.text).unwrap_or_else(|| panic!("{err:#} was not placed"))
+    place(err, &l.text).unwrap_or_else(|| panic!("{err:#} was not placed"))
 }
 
 #[test]
@@ -53,14 +53,20 @@ fn an_unresolved_gateway_is_placed_at_its_value() {
 fn an_error_naming_no_key_is_left_as_it_is() {
     let l = loaded();
     let err = anyhow::anyhow!("/sys/fs/bpf is not a bpf filesystem");
-    assert_eq!(place(&err, &l.config.settings, &l.text), None);
+    assert_eq!(place(&err, &l.text), None);
 }
 
 #[test]
-fn interfaces_are_mentioned_only_as_whole_names() {
-    assert!(mentions("no interface named eth0: No such device", "eth0"));
-    assert!(mentions("`lo` is not Ethernet", "lo"));
-    assert!(!mentions("eth0.100 is down", "eth0"));
-    assert!(!mentions("the loopback", "lo"));
-    assert!(!mentions("veth01", "eth0"));
+fn an_interface_the_host_refuses_is_placed_at_its_name() {
+    let err = anyhow::Error::from(IfaceProblem::NotEthernet("eth0".into())).context("planning");
+    let d = placed(&err);
+    assert_eq!((d.line, d.column), (2, 15));
+    assert_eq!(
+        d.message,
+        "eth0 is not an Ethernet interface: the balancer rewrites Ethernet frames"
+    );
+    assert!(d
+        .help
+        .unwrap_or_default()
+        .starts_with("name the Ethernet interface"));
 }

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 
 use crate::apply::ApplyReport;
+use crate::apply_errors::IfaceProblem;
 use crate::bpf::attach::{self, ensure_bpffs, Attached};
 use crate::bpf::kernel_store::KernelStore;
 use crate::config::{Config, Gateway, XdpMode};
@@ -146,10 +147,16 @@ fn plan_interfaces(
                 });
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(IfaceProblem::Missing {
+                    iface: iface.clone(),
+                    reason: e.root_cause().to_string(),
+                }
+                .into())
+            }
         };
         if !attach::is_ethernet(iface)? {
-            bail!("{iface} is not an Ethernet interface: the balancer rewrites Ethernet frames");
+            return Err(IfaceProblem::NotEthernet(iface.clone()).into());
         }
         let q = attach::query(idx)?;
         let ours = match (pins.link(iface).exists(), prog) {
@@ -182,16 +189,18 @@ fn plan_interfaces(
             continue;
         }
         if let Some((id, how)) = q.attached() {
-            bail!(
-                "{iface} already runs XDP program {id} ({}, {how}); katran does not replace \
-                 another program: detach it first (`ip link set dev {iface} xdp off`)",
-                attach::prog_name(id)
-            );
+            return Err(IfaceProblem::OtherProgram {
+                iface: iface.clone(),
+                id,
+                name: attach::prog_name(id),
+                how,
+            }
+            .into());
         }
         let how = match cfg.settings.xdp_mode {
-            XdpMode::Native if !q.native_capable => bail!(
-                "{iface}: its driver does not offer native XDP; set xdp_mode = \"generic\" or \"auto\""
-            ),
+            XdpMode::Native if !q.native_capable => {
+                return Err(IfaceProblem::NoNativeXdp(iface.clone()).into())
+            }
             XdpMode::Native => Attached::Native,
             XdpMode::Generic => Attached::Generic,
             XdpMode::Auto if q.native_capable => Attached::Native,
