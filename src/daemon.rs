@@ -263,7 +263,13 @@ impl Daemon {
                     self.start_health();
                 }
                 let cfg = self.effective();
-                reconcile(cfg, Verdicts::Given).map_err(|e| format!("{e:#}"))
+                // an error that comes from a key of the file is told at it
+                reconcile(cfg, Verdicts::Given).map_err(|e| {
+                    match crate::apply_errors::place(&e, &loaded.text) {
+                        Some(d) => d.to_string(),
+                        None => format!("{e:#}"),
+                    }
+                })
             }
         };
         match result {

@@ -327,6 +327,27 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     let per_real = http_ok(&tb, 22000, 60);
     assert!(!per_real.contains_key("real2"), "{per_real:?}");
 
+    // A file the host refuses (an interface it lacks): told at the key too.
+    let foreign = d
+        .file(&[http(&[1, 1, 1])])
+        .replace("\"eth0\"", "\"nosuch0\"");
+    let iface_line = 1 + foreign
+        .lines()
+        .position(|l| l.contains("nosuch0"))
+        .expect("the interfaces line");
+    let stamp = d.status_stamp();
+    d.write_in_place(&foreign).expect("write");
+    let (_, st) = d
+        .wait_status(stamp, WAIT, |s| s.failures == 3)
+        .expect("the third failure");
+    let err3 = st.last_error.expect("last_error").message;
+    println!("  refused by the host: {err3}");
+    let place = format!("{}:{iface_line}:", d.config.display());
+    assert!(
+        err3.starts_with(&place) && err3.contains("nosuch0"),
+        "{err3:?} is not told at {place}"
+    );
+
     // Fixed: applied, the error cleared.
     let fixed = d.file(&[http(&[1, 1, 1])]);
     let want = state_of(&fixed);
