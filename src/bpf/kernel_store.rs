@@ -164,7 +164,7 @@ impl Maps {
         let max_vips = self.vip_stats.max_entries();
         let rings = self.rings.max_entries();
         ensure!(
-            max_vips > 0 && rings % (2 * max_vips) == 0,
+            max_vips > 0 && rings.is_multiple_of(2 * max_vips),
             "rings map size {rings} does not fit {max_vips} VIPs"
         );
         Ok(Limits {

@@ -4,5 +4,5 @@
 
 pub mod probe;
 pub mod runner;
-pub mod spec;
+pub use katran_core::health::spec;
 pub mod tracker;

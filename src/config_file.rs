@@ -1,4 +1,5 @@
-//! Reading the configuration file without trusting what sits at its path.
+//! Reading the configuration file without trusting what sits at its path
+//! (the checking is `katran_core::config`'s).
 //! A FIFO would block `open` and `read` forever (and a daemon stuck there is
 //! deaf to SIGTERM), a device such as `/dev/zero` never ends, and a huge
 //! file would be held whole in memory. So the path is opened with
@@ -9,6 +10,8 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+
+use katran_core::config::{parse_bytes, unreadable, ConfigErrors, Loaded};
 
 /// The largest configuration file katran reads: far above any real one (a
 /// VIP with 64 reals is about 2 KiB), far below what could hurt.
@@ -85,4 +88,11 @@ fn too_big() -> Unreadable {
         ),
         help: "a configuration file is a few KiB; check that the path names the right file",
     }
+}
+
+/// Reads and checks the file at `path`; diagnostics name it as given.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let file = path.display().to_string();
+    let bytes = read(path).map_err(|u| unreadable(&file, u.message, u.help))?;
+    parse_bytes(bytes, &file)
 }

@@ -17,7 +17,6 @@ mod document;
 mod draft;
 mod error;
 pub mod escape;
-mod file;
 mod health;
 mod keys;
 mod mappings;
@@ -34,13 +33,11 @@ mod vips;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::Path;
 
 use crate::model::State;
 
 pub use announce::Announce;
 pub use error::{ConfigErrors, Diagnostic, Excerpt, Severity};
-pub use file::MAX_SIZE;
 pub use keys::{FileText, Key};
 pub use metrics::Metrics;
 pub use settings::{Gateway, Settings, XdpMode};
@@ -79,28 +76,29 @@ pub struct Loaded {
     pub text: FileText,
 }
 
-/// Reads and checks the file at `path`; diagnostics name it as given.
-pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let file = path.display().to_string();
-    let bytes = file::read(path).map_err(|u| {
-        ConfigErrors(vec![Diagnostic {
-            severity: Severity::Error,
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: u.message,
-            help: Some(u.help.to_string()),
-            excerpt: None,
-        }])
-    })?;
+/// A file that could not be read at all: one diagnostic without a place.
+pub fn unreadable(file: &str, message: String, help: &str) -> ConfigErrors {
+    ConfigErrors(vec![Diagnostic {
+        severity: Severity::Error,
+        file: file.into(),
+        line: 0,
+        column: 0,
+        message,
+        help: Some(help.into()),
+        excerpt: None,
+    }])
+}
+
+/// Checks the bytes of a file named `file` (the reading is the caller's).
+pub fn parse_bytes(bytes: Vec<u8>, file: &str) -> Result<Loaded, ConfigErrors> {
     match String::from_utf8(bytes) {
-        Ok(text) => parse(&text, &file),
+        Ok(text) => parse(&text, file),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             // The lossy text equals the file up to `valid`, where the first
             // bad byte became U+FFFD (three bytes).
             let text = String::from_utf8_lossy(e.as_bytes());
-            let source = Source::new(&file, &text);
+            let source = Source::new(file, &text);
             let (line, column) = source.position(valid);
             let bad = source::Span {
                 start: valid,
@@ -108,7 +106,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             };
             Err(ConfigErrors(vec![Diagnostic {
                 severity: Severity::Error,
-                file: file.clone(),
+                file: file.into(),
                 line,
                 column,
                 message: "the file is not valid UTF-8".into(),

@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn every_change_is_documented_and_has_one_text_line() {
-        let doc = include_str!("../../docs/plan.md");
+        let doc = include_str!("../../../../docs/plan.md");
         for c in one_of_each() {
             let v = serde_json::to_value(&c).unwrap();
             let op = v["op"].as_str().unwrap();
