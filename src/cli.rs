@@ -704,31 +704,16 @@ fn conn_entry_of(
     flow: &crate::explain::Flow,
 ) -> Result<Option<std::net::IpAddr>> {
     use crate::bpf::abi::{addr_words, types};
-    let exact = state
-        .vips
-        .iter()
-        .find(|v| v.key.addr == flow.dst && v.key.port == flow.dport && v.key.proto == flow.proto);
-    let any = state
-        .vips
-        .iter()
-        .find(|v| v.key.addr == flow.dst && v.key.port == 0 && v.key.proto == flow.proto);
-    let Some(vip) = exact.or(any) else {
+    let Some(m) = crate::explain::find_vip(state, flow) else {
         return Ok(None);
     };
+    let f = m.table_flow(flow);
     let key = types::flow_key {
-        src: addr_words(flow.src),
-        dst: addr_words(flow.dst),
-        sport: if vip.flags.no_src_port {
-            0
-        } else {
-            flow.sport.to_be()
-        },
-        dport: if exact.is_none() && !vip.flags.dport_hash {
-            0
-        } else {
-            flow.dport.to_be()
-        },
-        proto: flow.proto.number(),
+        src: addr_words(f.src),
+        dst: addr_words(f.dst),
+        sport: f.sport.to_be(),
+        dport: f.dport.to_be(),
+        proto: f.proto.number(),
         ..Default::default()
     };
     let reals = crate::store::MapStore::reals(store)?;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::hash::{flow_hash, real_hash};
 use crate::maglev::{self, Endpoint};
-use crate::model::{Proto, State, VipKey};
+use crate::model::{Proto, State, Vip, VipKey};
 
 /// One direction of a flow, client to VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -48,6 +48,54 @@ pub fn parse_flow(src: &str, dst: &str) -> Result<Flow> {
         dport: d.port(),
         proto,
     })
+}
+
+/// The VIP a flow belongs to, by the dataplane's rules (bpf/balancer.bpf.c,
+/// `process`): the VIP of its own port, else the VIP of port 0 (any port).
+pub struct VipMatch<'a> {
+    pub vip: &'a Vip,
+    /// Matched through the VIP's port 0.
+    pub any_port: bool,
+}
+
+pub fn find_vip<'a>(state: &'a State, flow: &Flow) -> Option<VipMatch<'a>> {
+    let find = |port| {
+        state.vips.iter().find(|v| {
+            v.key
+                == VipKey {
+                    addr: flow.dst,
+                    port,
+                    proto: flow.proto,
+                }
+        })
+    };
+    match find(flow.dport) {
+        Some(vip) => Some(VipMatch {
+            vip,
+            any_port: false,
+        }),
+        None => find(0).map(|vip| VipMatch {
+            vip,
+            any_port: true,
+        }),
+    }
+}
+
+impl VipMatch<'_> {
+    /// The flow as the dataplane keeps it once the VIP is found, which is
+    /// how the connection table keys it: no source port for a
+    /// `no-src-port` VIP, destination port 0 when matched through port 0
+    /// (unless the VIP hashes on the destination port).
+    pub fn table_flow(&self, flow: &Flow) -> Flow {
+        let mut f = *flow;
+        if self.vip.flags.no_src_port {
+            f.sport = 0;
+        }
+        if self.any_port && !self.vip.flags.dport_hash {
+            f.dport = 0;
+        }
+        f
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -89,29 +137,15 @@ pub fn explain_cached(
         slot: None,
         real: None,
     };
-    let find = |port| {
-        state.vips.iter().find(|v| {
-            v.key
-                == VipKey {
-                    addr: flow.dst,
-                    port,
-                    proto: flow.proto,
-                }
-        })
+    let Some(m) = find_vip(state, &flow) else {
+        return out;
     };
-    let (vip, any_port) = match find(flow.dport) {
-        Some(v) => (v, false),
-        None => match find(0) {
-            Some(v) => (v, true),
-            None => return out,
-        },
-    };
+    let vip = m.vip;
     out.vip = Some(vip.key.to_string());
     out.flags = vip.flags.names();
-    let (mut src, mut sport, mut dport) = (flow.src, flow.sport, flow.dport);
-    if any_port && !vip.flags.dport_hash {
-        dport = 0;
-    }
+    let kept = m.table_flow(&flow);
+    let (mut src, mut sport, dport) = (kept.src, kept.sport, kept.dport);
+    // a dport-hash VIP hashes its destination port alone
     if vip.flags.dport_hash {
         sport = dport;
         src = if src.is_ipv4() {
@@ -119,8 +153,6 @@ pub fn explain_cached(
         } else {
             IpAddr::from([0u8; 16])
         };
-    } else if vip.flags.no_src_port {
-        sport = 0;
     }
     let hash = flow_hash(src, sport, dport);
     let slot = hash % ring_size;
@@ -197,5 +229,46 @@ mod tests {
             text.starts_with("flow 10.0.0.7:40000 -> 10.0.0.1:80/udp\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_table_keys_a_flow_as_the_dataplane_keeps_it() {
+        use crate::model::VipFlags;
+        let vip = |port, flags| Vip {
+            key: VipKey {
+                addr: "10.0.0.1".parse().unwrap(),
+                port,
+                proto: Proto::Tcp,
+            },
+            flags,
+            reals: Vec::new(),
+        };
+        let flow = parse_flow("192.0.2.7:40000", "10.0.0.1:80/tcp").unwrap();
+        let keyed = |vips: Vec<Vip>| {
+            let state = State {
+                vips,
+                ..State::default()
+            };
+            let m = find_vip(&state, &flow).expect("a VIP");
+            let f = m.table_flow(&flow);
+            (m.any_port, f.sport, f.dport)
+        };
+        // its own port first, even beside a port-0 VIP
+        let any = vip(0, VipFlags::default());
+        assert_eq!(
+            keyed(vec![any.clone(), vip(80, VipFlags::default())]),
+            (false, 40000, 80)
+        );
+        assert_eq!(keyed(vec![any]), (true, 40000, 0));
+        let dport_hash = VipFlags {
+            dport_hash: true,
+            ..VipFlags::default()
+        };
+        assert_eq!(keyed(vec![vip(0, dport_hash)]), (true, 40000, 80));
+        let no_src_port = VipFlags {
+            no_src_port: true,
+            ..VipFlags::default()
+        };
+        assert_eq!(keyed(vec![vip(80, no_src_port)]), (false, 0, 80));
     }
 }
