@@ -104,7 +104,7 @@ INLINE struct real_def *chosen(struct pkt *p, __u32 idx)
 /* Real for a VIP flow (its index in p->real), or NULL when the VIP has
  * none. Each path looks the real up once. */
 INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
-				    const struct lb_ctl *ctl, __u32 gen)
+                                    const struct lb_ctl *ctl, __u32 gen)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
@@ -120,7 +120,9 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 		__u32 id = quic_server_id(data, data_end, p);
 
 		real = server_id_real(id, gen);
-		bump(p, real ? STAT_QUIC_CID_ROUTED : id ? STAT_QUIC_CID_UNKNOWN : STAT_QUIC_CH_ROUTED);
+		bump(p, real ? STAT_QUIC_CID_ROUTED
+		        : id ? STAT_QUIC_CID_UNKNOWN
+		             : STAT_QUIC_CH_ROUTED);
 	} else if (tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID)) {
 		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
 		bump(p, real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
@@ -134,8 +136,8 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	if (table && !syn) {
 		real = conn_lookup(loc, p, ctl);
 		if (real) {
-			struct real_def *r =
-				live_real(p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen);
+			struct real_def *r = live_real(
+			        p, real, !tcp && (vip->flags & VIP_UDP_FLOW_MIGRATION), gen);
 
 			if (r) {
 				bump(p, STAT_CONN_HIT);
@@ -245,7 +247,9 @@ int balancer(struct xdp_md *ctx)
 	if (!cnt)
 		return XDP_PASS;
 	action = process(ctx, cnt);
-	cnt->v[action == XDP_TX ? STAT_XDP_TX : action == XDP_PASS ? STAT_XDP_PASS : STAT_XDP_DROP] += 1;
+	cnt->v[action == XDP_TX     ? STAT_XDP_TX
+	       : action == XDP_PASS ? STAT_XDP_PASS
+	                            : STAT_XDP_DROP] += 1;
 	return action;
 }
 

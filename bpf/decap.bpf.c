@@ -168,7 +168,7 @@ INLINE int decap_v4(struct xdp_md *ctx, void *data, void *data_end)
 	/* GUE is recognised by its port first: lengths are checked after. */
 	if (ip->protocol == IPPROTO_UDP)
 		return decap_gue(ctx, (void *)ip + hlen, hlen,
-				 total >= hlen && total <= frame ? total - hlen : 0);
+		                 total >= hlen && total <= frame ? total - hlen : 0);
 	if (total < hlen || total > frame)
 		return malformed();
 	v6 = ip->protocol == IPPROTO_IPV6;
@@ -191,7 +191,7 @@ INLINE int decap_v6(struct xdp_md *ctx, void *data, void *data_end)
 	payload = bpf_ntohs(ip6->payload_len);
 	if (ip6->nexthdr == IPPROTO_UDP)
 		return decap_gue(ctx, (void *)(ip6 + 1), sizeof(*ip6),
-				 sizeof(*ip6) + payload <= frame ? payload : 0);
+		                 sizeof(*ip6) + payload <= frame ? payload : 0);
 	if (sizeof(*ip6) + payload > frame)
 		return malformed();
 	v6 = ip6->nexthdr == IPPROTO_IPV6;

@@ -21,9 +21,9 @@ enum hc_real_flag {
 
 /* Value of `hc_reals`, keyed by the socket mark (__u32, never 0). */
 struct hc_real {
-	__be32 addr[4];  /* IPv4 in addr[0], the rest zero */
-	__u32 stat_idx;  /* slot in `hc_real_stats`, < HC_MAX_MAPPINGS */
-	__u8 flags;      /* enum hc_real_flag */
+	__be32 addr[4]; /* IPv4 in addr[0], the rest zero */
+	__u32 stat_idx; /* slot in `hc_real_stats`, < HC_MAX_MAPPINGS */
+	__u8 flags;     /* enum hc_real_flag */
 	__u8 _pad[3];
 };
 

@@ -106,7 +106,7 @@ INLINE int inner_tos(struct __sk_buff *skb, int inner_v6, __u8 *tos)
 }
 
 INLINE int write_v4(struct __sk_buff *skb, const struct hc_real *real, const struct hc_ctl *ctl,
-		    __u32 payload, __u8 tos, __u8 proto)
+                    __u32 payload, __u8 tos, __u8 proto)
 {
 	struct iphdr ip = {
 		.version = 4,
@@ -124,7 +124,7 @@ INLINE int write_v4(struct __sk_buff *skb, const struct hc_real *real, const str
 }
 
 INLINE int write_v6(struct __sk_buff *skb, const struct hc_real *real, const struct hc_ctl *ctl,
-		    __u32 payload, __u8 tos, __u8 proto)
+                    __u32 payload, __u8 tos, __u8 proto)
 {
 	struct ipv6hdr ip6 = {
 		.version = 6,
@@ -168,7 +168,7 @@ INLINE int fits(struct __sk_buff *skb, __u32 room)
 /* Grows the frame after the Ethernet header and writes the outer headers;
  * returns the counter of the failure, or -1 on success. */
 INLINE int encap(struct __sk_buff *skb, const struct hc_real *real, const struct hc_ctl *ctl,
-		 int inner_v6)
+                 int inner_v6)
 {
 	int outer_v6 = real->flags & HC_REAL_V6;
 	__u8 proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
@@ -184,14 +184,14 @@ INLINE int encap(struct __sk_buff *skb, const struct hc_real *real, const struct
 	if (grow(skb, room, outer_v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))
 		return HC_STAT_DROP_ENCAP;
 	if (outer_v6 ? write_v6(skb, real, ctl, payload, tos, proto)
-		     : write_v4(skb, real, ctl, payload, tos, proto))
+	             : write_v4(skb, real, ctl, payload, tos, proto))
 		return HC_STAT_DROP_ENCAP;
 	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &eth_proto,
-				sizeof(eth_proto), BPF_F_RECOMPUTE_CSUM))
+	                        sizeof(eth_proto), BPF_F_RECOMPUTE_CSUM))
 		return HC_STAT_DROP_ENCAP;
 	if ((ctl->flags & HC_CTL_GW_MAC) &&
 	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), ctl->gw_mac, ETH_ALEN,
-				BPF_F_RECOMPUTE_CSUM))
+	                        BPF_F_RECOMPUTE_CSUM))
 		return HC_STAT_DROP_ENCAP;
 	if (skb->gso_size && !fits(skb, 0))
 		return HC_STAT_DROP_TOO_BIG;

@@ -38,12 +38,12 @@ struct pkt {
 	__u16 ip_bytes;       /* IPv4 total length, or IPv6 payload length */
 	__u32 real;           /* chosen real index; 0 = none yet */
 	__u8 tos;
-	__u8 v6;              /* the (outer) packet is IPv6 */
-	__u8 icmp;            /* the flow was taken from a quoted ICMP error */
-	__u8 tcp_flags;       /* byte 13 of the TCP header, 0 for UDP */
-	__u16 l4_off;         /* frame offset of the (quoted) transport header */
-	__u16 ip_end;         /* frame offset where the (outer) IP packet ends */
-	__u8 reject;          /* enum lb_stat: not forwardable (options, fragment) */
+	__u8 v6;                 /* the (outer) packet is IPv6 */
+	__u8 icmp;               /* the flow was taken from a quoted ICMP error */
+	__u8 tcp_flags;          /* byte 13 of the TCP header, 0 for UDP */
+	__u16 l4_off;            /* frame offset of the (quoted) transport header */
+	__u16 ip_end;            /* frame offset where the (outer) IP packet ends */
+	__u8 reject;             /* enum lb_stat: not forwardable (options, fragment) */
 	struct lb_counters *cnt; /* this CPU's counters, looked up once per packet */
 };
 

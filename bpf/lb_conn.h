@@ -137,7 +137,7 @@ INLINE __u32 conn_lookup(struct conn_loc loc, const struct pkt *p, const struct 
 /* Writes the flow's entry into its set: its own way, else a free (or
  * expired UDP) way, else it evicts (see enum conn_layout). */
 INLINE void set_store(struct conn_set *set, const struct pkt *p, __u32 real, __u64 now,
-		      const struct lb_ctl *ctl)
+                      const struct lb_ctl *ctl)
 {
 	__u32 v = way_of(set, p), free = CONN_WAYS, unused = CONN_WAYS;
 	struct conn_way *w;
@@ -180,7 +180,7 @@ INLINE void shared_update(const struct pkt *p, const struct conn_entry *e)
 }
 
 INLINE void conn_write(struct conn_loc loc, const struct pkt *p, __u32 real, __u64 now,
-		       const struct lb_ctl *ctl)
+                       const struct lb_ctl *ctl)
 {
 	struct conn_entry e = { .real = real, .atime = now };
 
@@ -211,7 +211,8 @@ INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
 }
 
 /* Remembers a new flow, unless this CPU is over the new-flow rate. */
-INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real, const struct lb_ctl *ctl)
+INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real,
+                       const struct lb_ctl *ctl)
 {
 	__u64 now = conn_clock();
 
@@ -230,7 +231,8 @@ INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real, con
  * and UDP flows from being stored) and reads no clock unless it writes; an
  * entry that already names the real is left as it is, its age included.
  */
-INLINE void conn_note(struct conn_loc loc, const struct pkt *p, __u32 real, const struct lb_ctl *ctl)
+INLINE void conn_note(struct conn_loc loc, const struct pkt *p, __u32 real,
+                      const struct lb_ctl *ctl)
 {
 	struct conn_entry *e;
 	__u32 i;

@@ -128,7 +128,8 @@ INLINE __u16 gue_csum(void *outer_ip, int outer_v6, struct udphdr *uh, void *inn
 	return csum_fold(sum);
 }
 
-INLINE void fill_ipv4(struct iphdr *ip, const struct pkt *p, __be32 src, __be32 dst, __u16 payload, __u8 proto)
+INLINE void fill_ipv4(struct iphdr *ip, const struct pkt *p, __be32 src, __be32 dst, __u16 payload,
+                      __u8 proto)
 {
 	ip->version = 4;
 	ip->ihl = 5;
@@ -144,8 +145,8 @@ INLINE void fill_ipv4(struct iphdr *ip, const struct pkt *p, __be32 src, __be32 
 	ip->check = ipv4_hdr_csum(ip);
 }
 
-INLINE void fill_ipv6(struct ipv6hdr *ip6, const struct pkt *p, const __be32 *src, const __be32 *dst,
-		      __u16 payload, __u8 proto)
+INLINE void fill_ipv6(struct ipv6hdr *ip6, const struct pkt *p, const __be32 *src,
+                      const __be32 *dst, __u16 payload, __u8 proto)
 {
 	ip6->version = 6;
 	ip6->priority = p->tos >> 4;
@@ -159,8 +160,8 @@ INLINE void fill_ipv6(struct ipv6hdr *ip6, const struct pkt *p, const __be32 *sr
 	__builtin_memcpy(&ip6->daddr, dst, 16);
 }
 
-INLINE void fill_udp(struct udphdr *uh, const struct pkt *p, const struct lb_ctl *ctl, __u16 inner_len,
-		     int outer_v6)
+INLINE void fill_udp(struct udphdr *uh, const struct pkt *p, const struct lb_ctl *ctl,
+                     __u16 inner_len, int outer_v6)
 {
 	uh->source = gue_sport(p, outer_v6);
 	uh->dest = ctl->gue_port;
@@ -170,7 +171,7 @@ INLINE void fill_udp(struct udphdr *uh, const struct pkt *p, const struct lb_ctl
 
 /* Sets the GUE checksum once the inner IP header is known to be there. */
 INLINE int gue_checksum(void *outer_ip, int outer_v6, struct udphdr *uh, const struct pkt *p,
-			void *data_end)
+                        void *data_end)
 {
 	void *inner = (void *)(uh + 1);
 
@@ -218,7 +219,8 @@ INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 
 	return data;
 }
 
-INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def *real, const struct lb_ctl *ctl)
+INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def *real,
+                 const struct lb_ctl *ctl)
 {
 	int outer_v6 = real->flags & REAL_V6;
 	int gue = ctl->features & FEAT_GUE;
@@ -247,7 +249,8 @@ INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def 
 
 		if ((void *)(uh + 1) > data_end)
 			return drop(STAT_DROP_ENCAP);
-		fill_ipv6(ip6, p, ctl->gue_src_v6, real->addr, inner_len + sizeof(*uh), IPPROTO_UDP);
+		fill_ipv6(ip6, p, ctl->gue_src_v6, real->addr, inner_len + sizeof(*uh),
+		          IPPROTO_UDP);
 		fill_udp(uh, p, ctl, inner_len, 1);
 		return gue_checksum(ip6, 1, uh, p, data_end);
 	}

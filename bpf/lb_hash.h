@@ -10,33 +10,52 @@
 #include "lb_common.h"
 
 #define JHASH_INITVAL 0xdeadbeef
-#define FLOW_SEED_V6 512u            /* first pass over an IPv6 source */
-#define FLOW_SEED (512u * 65537u)    /* final mix with the ports */
+#define FLOW_SEED_V6 512u         /* first pass over an IPv6 source */
+#define FLOW_SEED (512u * 65537u) /* final mix with the ports */
 
 INLINE __u32 rol32(__u32 w, int s)
 {
 	return (w << s) | (w >> (32 - s));
 }
 
-#define JHASH_MIX(a, b, c)                        \
-	do {                                      \
-		a -= c; a ^= rol32(c, 4);  c += b; \
-		b -= a; b ^= rol32(a, 6);  a += c; \
-		c -= b; c ^= rol32(b, 8);  b += a; \
-		a -= c; a ^= rol32(c, 16); c += b; \
-		b -= a; b ^= rol32(a, 19); a += c; \
-		c -= b; c ^= rol32(b, 4);  b += a; \
+#define JHASH_MIX(a, b, c)                                                                         \
+	do {                                                                                       \
+		a -= c;                                                                            \
+		a ^= rol32(c, 4);                                                                  \
+		c += b;                                                                            \
+		b -= a;                                                                            \
+		b ^= rol32(a, 6);                                                                  \
+		a += c;                                                                            \
+		c -= b;                                                                            \
+		c ^= rol32(b, 8);                                                                  \
+		b += a;                                                                            \
+		a -= c;                                                                            \
+		a ^= rol32(c, 16);                                                                 \
+		c += b;                                                                            \
+		b -= a;                                                                            \
+		b ^= rol32(a, 19);                                                                 \
+		a += c;                                                                            \
+		c -= b;                                                                            \
+		c ^= rol32(b, 4);                                                                  \
+		b += a;                                                                            \
 	} while (0)
 
-#define JHASH_FINAL(a, b, c)                 \
-	do {                                 \
-		c ^= b; c -= rol32(b, 14);   \
-		a ^= c; a -= rol32(c, 11);   \
-		b ^= a; b -= rol32(a, 25);   \
-		c ^= b; c -= rol32(b, 16);   \
-		a ^= c; a -= rol32(c, 4);    \
-		b ^= a; b -= rol32(a, 14);   \
-		c ^= b; c -= rol32(b, 24);   \
+#define JHASH_FINAL(a, b, c)                                                                       \
+	do {                                                                                       \
+		c ^= b;                                                                            \
+		c -= rol32(b, 14);                                                                 \
+		a ^= c;                                                                            \
+		a -= rol32(c, 11);                                                                 \
+		b ^= a;                                                                            \
+		b -= rol32(a, 25);                                                                 \
+		c ^= b;                                                                            \
+		c -= rol32(b, 16);                                                                 \
+		a ^= c;                                                                            \
+		a -= rol32(c, 4);                                                                  \
+		b ^= a;                                                                            \
+		b -= rol32(a, 14);                                                                 \
+		c ^= b;                                                                            \
+		c -= rol32(b, 24);                                                                 \
 	} while (0)
 
 /* jhash over exactly four 32-bit words (an IPv6 address). */

@@ -53,7 +53,8 @@ INLINE int echo_reply6(void *data, void *data_end)
 		return drop(STAT_DROP_MALFORMED);
 	/* 128 -> 129: the first word rises by 0x0100, so the checksum drops by
 	 * it (adds its complement); the pseudo header sums the same swapped */
-	icmp->checksum = csum_add(icmp->checksum, (__u16)~((ICMPV6_ECHO_REPLY - ICMPV6_ECHO_REQUEST) << 8));
+	icmp->checksum =
+	        csum_add(icmp->checksum, (__u16) ~((ICMPV6_ECHO_REPLY - ICMPV6_ECHO_REQUEST) << 8));
 	icmp->type = ICMPV6_ECHO_REPLY;
 	tmp = ip6h->saddr;
 	ip6h->saddr = ip6h->daddr;

@@ -19,7 +19,7 @@
 #define ETH_LEN sizeof(struct ethhdr)
 #define IP4_LEN sizeof(struct iphdr)
 #define IP6_LEN sizeof(struct ipv6hdr)
-#define ICMP_LEN 8 /* ICMP and ICMPv6 error headers */
+#define ICMP_LEN 8           /* ICMP and ICMPv6 error headers */
 #define IP4_FRAG_MASK 0x3fff /* MF flag and fragment offset, host order */
 
 /* ICMP and ICMPv6 share this layout for the messages handled here (the
@@ -42,10 +42,10 @@ struct icmp_hdr {
 
 /* Outcome of parsing when it does not end in a verdict of its own. */
 enum parsed {
-	PARSED_FLOW,    /* a TCP/UDP flow (maybe from a quoted ICMP error) */
-	PARSED_ECHO,    /* an ICMP(v6) echo request */
-	PARSED_OTHER,   /* not ours: pass to the kernel */
-	PARSED_REJECT,  /* IP options or a fragment: dropped if for a VIP (p->reject says why) */
+	PARSED_FLOW,   /* a TCP/UDP flow (maybe from a quoted ICMP error) */
+	PARSED_ECHO,   /* an ICMP(v6) echo request */
+	PARSED_OTHER,  /* not ours: pass to the kernel */
+	PARSED_REJECT, /* IP options or a fragment: dropped if for a VIP (p->reject says why) */
 };
 
 INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)

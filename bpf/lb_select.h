@@ -15,7 +15,7 @@
 #define QUIC_TYPE_MASK 0x30
 #define QUIC_TYPE_HANDSHAKE 0x20 /* initial (0) and 0-RTT (1) carry a client-chosen id */
 #define QUIC_MIN_CID_LEN 8
-#define QUIC_LONG_MIN 14         /* flags, version, DCID length, 8 id bytes */
+#define QUIC_LONG_MIN 14 /* flags, version, DCID length, 8 id bytes */
 
 #define TCP_OPT_EOL 0
 #define TCP_OPT_NOP 1

@@ -34,10 +34,10 @@ struct vip_key {
 
 /* VIP flags. Each has its own bit; none share values. */
 enum vip_flag {
-	VIP_NO_SRC_PORT = 1 << 0,     /* hash without the source port */
-	VIP_NO_CONN_TABLE = 1 << 1,   /* never look up or insert flows */
-	VIP_QUIC = 1 << 2,            /* route by QUIC connection id */
-	VIP_DPORT_HASH = 1 << 3,      /* hash on the destination port alone */
+	VIP_NO_SRC_PORT = 1 << 0,        /* hash without the source port */
+	VIP_NO_CONN_TABLE = 1 << 1,      /* never look up or insert flows */
+	VIP_QUIC = 1 << 2,               /* route by QUIC connection id */
+	VIP_DPORT_HASH = 1 << 3,         /* hash on the destination port alone */
 	VIP_UDP_FLOW_MIGRATION = 1 << 4, /* rehash UDP flows of reals marked down */
 };
 
@@ -122,11 +122,11 @@ struct lb_ctl {
 	__be32 src_v6_prefix[4]; /* IP-in-IP outer source: first twelve bytes used */
 	__be32 gue_src_v4;       /* GUE outer source addresses */
 	__be32 gue_src_v6[4];
-	__u32 max_conn_rate;     /* new flows per second per CPU before inserts stop; 0: no limit */
-	__u32 udp_timeout_s;     /* a UDP flow entry older than this is ignored */
-	__u8 tcp_sid_kind;       /* TCP option kind carrying the server id */
-	__u8 ring_kind;          /* not read here: lets user space read the configuration back */
-	__u16 max_frame_len;     /* longer frames to a VIP are dropped; 0: no limit */
+	__u32 max_conn_rate; /* new flows per second per CPU before inserts stop; 0: no limit */
+	__u32 udp_timeout_s; /* a UDP flow entry older than this is ignored */
+	__u8 tcp_sid_kind;   /* TCP option kind carrying the server id */
+	__u8 ring_kind;      /* not read here: lets user space read the configuration back */
+	__u16 max_frame_len; /* longer frames to a VIP are dropped; 0: no limit */
 	__u32 _pad2;
 };
 
@@ -245,9 +245,9 @@ struct traffic_counter {
  * slots per VIP, indexed by `vip_num` (stable across generations, unlike
  * `ring_id`), each slot a real index of this dataplane. */
 enum prev_ring_layout {
-	PREV_RING_SIZE = 0,      /* slots per ring */
-	PREV_RING_UNTIL = 1,     /* ignored once the clock, in units of 2^30 ns, passes this */
-	PREV_RING_HEADER = 2,    /* the first ring starts here */
+	PREV_RING_SIZE = 0,   /* slots per ring */
+	PREV_RING_UNTIL = 1,  /* ignored once the clock, in units of 2^30 ns, passes this */
+	PREV_RING_HEADER = 2, /* the first ring starts here */
 	PREV_RING_CLOCK_SHIFT = 30,
 };
 
@@ -257,31 +257,31 @@ enum lb_stat {
 	STAT_XDP_PASS,
 	STAT_XDP_TX,
 	STAT_XDP_DROP,
-	STAT_CONN_HIT,            /* flow found in the connection table */
-	STAT_CONN_MISS_TCP_SYN,   /* new TCP flow */
-	STAT_CONN_MISS_TCP_NONSYN,/* TCP flow not in the table (eviction, restart) */
+	STAT_CONN_HIT,             /* flow found in the connection table */
+	STAT_CONN_MISS_TCP_SYN,    /* new TCP flow */
+	STAT_CONN_MISS_TCP_NONSYN, /* TCP flow not in the table (eviction, restart) */
 	STAT_CONN_MISS_UDP,
-	STAT_FALLBACK_TABLE,      /* a CPU without a per-CPU table used the shared one
+	STAT_FALLBACK_TABLE,    /* a CPU without a per-CPU table used the shared one
 				   * (never counted when all CPUs share it) */
-	STAT_CONN_RATE_LIMITED,   /* insert skipped: over the new-flow rate */
+	STAT_CONN_RATE_LIMITED, /* insert skipped: over the new-flow rate */
 	STAT_ICMP_ECHO_REPLY,
-	STAT_ICMP_TOO_BIG_V4,     /* "fragmentation needed" forwarded to a real */
-	STAT_ICMP_TOO_BIG_V6,     /* "packet too big" forwarded to a real */
+	STAT_ICMP_TOO_BIG_V4, /* "fragmentation needed" forwarded to a real */
+	STAT_ICMP_TOO_BIG_V6, /* "packet too big" forwarded to a real */
 	STAT_QUIC_CID_ROUTED,
-	STAT_QUIC_CID_UNKNOWN,    /* server id with no mapping: ring used */
-	STAT_QUIC_CH_ROUTED,      /* no usable connection id: ring used */
+	STAT_QUIC_CID_UNKNOWN, /* server id with no mapping: ring used */
+	STAT_QUIC_CH_ROUTED,   /* no usable connection id: ring used */
 	STAT_TCP_SID_ROUTED,
 	STAT_TCP_SID_MISS,
 	STAT_UDP_FLOW_MIGRATED,
-	STAT_DROP_MALFORMED,      /* truncated or inconsistent headers */
+	STAT_DROP_MALFORMED, /* truncated or inconsistent headers */
 	STAT_DROP_IPV4_OPTIONS,
 	STAT_DROP_FRAGMENT,
-	STAT_DROP_NO_REAL,        /* VIP with no reals, or a bad real index */
-	STAT_DROP_TOO_BIG,        /* frame above the MTU the encapsulation allows */
-	STAT_DROP_ENCAP,          /* could not grow the frame */
+	STAT_DROP_NO_REAL, /* VIP with no reals, or a bad real index */
+	STAT_DROP_TOO_BIG, /* frame above the MTU the encapsulation allows */
+	STAT_DROP_ENCAP,   /* could not grow the frame */
 	STAT_DROP_NO_CTL,
-	STAT_CONN_EVICTED,        /* a per-CPU set was full: its least recent way was replaced */
-	STAT_PREV_RING,           /* during a replacement: a flow the table did not know
+	STAT_CONN_EVICTED, /* a per-CPU set was full: its least recent way was replaced */
+	STAT_PREV_RING,    /* during a replacement: a flow the table did not know
 				   * went where the replaced dataplane sends it */
 	STAT__COUNT,
 };
@@ -291,7 +291,6 @@ enum lb_stat {
 struct lb_counters {
 	__u64 v[STAT__COUNT];
 };
-
 
 /*
  * BTF only describes types that a global names by value. This read-only,

@@ -6,10 +6,11 @@
 # mosquitto is the MQTT broker of the MQTT end-to-end tests; bird2 the BGP
 # daemon of the fleet test (tests/fleet.rs, scripts/demo-fleet); prometheus
 # ships promtool, which checks the /metrics output; python3 (3.11, tomllib)
-# and bpftool load Katran's program beside ours in the benchmark.
+# and bpftool load Katran's program beside ours in the benchmark;
+# clang-format checks the style of bpf/ (bpf/.clang-format).
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus clang-format)
 
 missing=()
 for p in "${packages[@]}"; do
