@@ -36,6 +36,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "hc_types.h"
+#include "lb_csum.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -81,19 +82,6 @@ INLINE int verdict(__u32 stat, int action)
 	return action;
 }
 
-INLINE __u16 ipv4_csum(const struct iphdr *ip)
-{
-	const __u16 *w = (const __u16 *)ip;
-	__u32 sum = 0;
-
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
-
 /* The inner packet's TOS (IPv4) or traffic class (IPv6). */
 INLINE int inner_tos(struct __sk_buff *skb, int inner_v6, __u8 *tos)
 {
@@ -119,7 +107,7 @@ INLINE int write_v4(struct __sk_buff *skb, const struct hc_real *real, const str
 		.daddr = real->addr[0],
 	};
 
-	ip.check = ipv4_csum(&ip);
+	ip.check = ipv4_hdr_csum(&ip);
 	return bpf_skb_store_bytes(skb, ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM);
 }
 

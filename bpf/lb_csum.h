@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Internet checksums: full IPv4 header sums and RFC 1624 updates. */
+/* Internet checksums: full IPv4 header sums and RFC 1624 updates. Needs
+ * nothing of the balancer, so the health-check program includes it too. */
 #ifndef LB_CSUM_H
 #define LB_CSUM_H
 
-#include "lb_common.h"
+#include <linux/types.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#ifndef INLINE
+#define INLINE static __always_inline
+#endif
 
 INLINE __u16 csum_fold(__u64 sum)
 {
