@@ -9,6 +9,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::bpf::abi::{from_bytes, types};
 use crate::bpf::kernel_store::KernelStore;
+use crate::bpf::percpu;
 
 /// Entries (per-CPU sets, shared-table keys) read at most per scrape; a
 /// larger table's entries are not counted.
@@ -43,13 +44,11 @@ fn own_table_cpus(map: &MapHandle) -> Result<u64> {
 fn per_cpu_entries(sets: &MapHandle) -> Result<u64> {
     let mut n = 0;
     for idx in 0..sets.max_entries() {
-        let copies = sets
-            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+        let copies = percpu::copies::<types::conn_set>(sets, idx)
             .context("reading a connection-table set")?
             .unwrap_or_default();
         n += copies
             .iter()
-            .filter_map(|c| from_bytes::<types::conn_set>(c))
             .flat_map(|s| s.way)
             .filter(|w| w.entry.real != 0)
             .count() as u64;

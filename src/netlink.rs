@@ -1,8 +1,9 @@
-//! Route and neighbour tables through rtnetlink, in process: the default
-//! route's gateway and its MAC (for `gateway_mac = "auto"` and the daemon
-//! following it), and the host routes that announce VIPs to a routing
-//! daemon. Messages are built and parsed by the netlink-packet crates and
-//! sent on one blocking socket per request; no `ip` process.
+//! Links, addresses, routes and neighbours through rtnetlink, in process:
+//! the default route's gateway and its MAC (for `gateway_mac = "auto"` and
+//! the daemon following it), the host routes that announce VIPs to a
+//! routing daemon, interfaces and their addresses (`link.rs`, `address.rs`).
+//! Messages are built and parsed by the netlink-packet crates and sent on
+//! one blocking socket per request; katran runs no `ip` process.
 
 use std::net::IpAddr;
 
@@ -21,6 +22,12 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::model::MacAddr;
+
+mod address;
+mod link;
+
+pub use address::{addresses, replace_address, Address};
+pub use link::{link, set_up, Link};
 
 /// Sends one dump request and collects every answer until the kernel says
 /// it is done.

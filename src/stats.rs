@@ -9,11 +9,12 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::MapHandle;
 use serde::Serialize;
 
-use crate::bpf::abi::{from_bytes, types};
+use crate::bpf::abi::types;
 use crate::bpf::kernel_store::KernelStore;
+use crate::bpf::percpu;
 use crate::model::VipKey;
 use crate::store::MapStore;
 
@@ -171,17 +172,10 @@ pub struct Snapshot {
 /// The global counters of each CPU, indexed by `lb_stat` (the `stats` map
 /// holds one `struct lb_counters` per CPU).
 pub fn global_per_cpu(stats: &MapHandle) -> Result<Vec<Vec<u64>>> {
-    let per_cpu = stats
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+    let per_cpu = percpu::copies::<types::lb_counters>(stats, 0)
         .context("reading the global counters")?
         .unwrap_or_default();
-    Ok(per_cpu
-        .iter()
-        .map(|row| {
-            let c = from_bytes::<types::lb_counters>(row).unwrap_or_default();
-            c.v.to_vec()
-        })
-        .collect())
+    Ok(per_cpu.iter().map(|c| c.v.to_vec()).collect())
 }
 
 /// The global counters summed over CPUs, indexed by `lb_stat`.
@@ -200,30 +194,14 @@ pub fn global_one(stats: &MapHandle, which: S) -> Result<u64> {
     Ok(global(stats)?[which.0 as usize])
 }
 
-fn percpu_sum<T: crate::bpf::abi::Pod>(
-    map: &MapHandle,
-    idx: u32,
-    mut add: impl FnMut(&T),
-) -> Result<()> {
-    let per_cpu = map
-        .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+fn traffic(map: &MapHandle, idx: u32) -> Result<Traffic> {
+    let per_cpu = percpu::copies::<types::traffic_counter>(map, idx)
         .with_context(|| format!("reading counters at {idx}"))?
         .unwrap_or_default();
-    for v in per_cpu {
-        if let Some(x) = from_bytes::<T>(&v) {
-            add(&x);
-        }
-    }
-    Ok(())
-}
-
-fn traffic(map: &MapHandle, idx: u32) -> Result<Traffic> {
-    let mut t = Traffic::default();
-    percpu_sum::<types::traffic_counter>(map, idx, |c| {
-        t.packets += c.packets;
-        t.bytes += c.bytes;
-    })?;
-    Ok(t)
+    Ok(per_cpu.iter().fold(Traffic::default(), |t, c| Traffic {
+        packets: t.packets + c.packets,
+        bytes: t.bytes + c.bytes,
+    }))
 }
 
 pub fn snapshot(store: &KernelStore) -> Result<Snapshot> {

@@ -5,30 +5,24 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::Value;
 
 use crate::apply::read_live;
+use crate::bpf::attach;
 use crate::daemon_status::DaemonStatus;
 use crate::json::status as doc;
 use crate::live::{self, Pins};
 use crate::model::Encap;
 use crate::store::MapStore;
 
-/// How XDP is attached to `iface` as the kernel reports it (iproute2), or
-/// what the daemon recorded when the interface is in another namespace.
+/// How XDP is attached to `iface` as the kernel reports it, or what the
+/// daemon recorded when the interface is in another namespace.
 fn xdp_mode(iface: &str, daemon: Option<&DaemonStatus>) -> String {
-    let from_ip = std::process::Command::new("ip")
-        .args(["-j", "-d", "link", "show", "dev", iface])
-        .output()
+    let here = attach::ifindex(iface)
+        .and_then(attach::query)
         .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-        .and_then(|v| v.get(0)?.get("xdp")?.get("mode")?.as_u64());
-    match from_ip {
-        Some(1) => "native".into(),
-        Some(2) => "generic".into(),
-        Some(3) => "offload".into(),
-        Some(n) => format!("mode {n}"),
+        .and_then(|q| q.attached());
+    match here {
+        Some((_, how)) => how.to_string(),
         None => daemon
             .and_then(|d| d.attached.iter().find(|(i, _)| i == iface))
             .map(|(_, m)| m.clone())

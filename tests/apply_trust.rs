@@ -322,6 +322,8 @@ fn every_command_finds_the_dataplane_through_the_file() {
         status.contains(&format!("dataplane pinned at {pins}")),
         "{status}"
     );
+    // the mode as the kernel reports it (no daemon has recorded one)
+    assert!(status.contains("tva (native)"), "{status}");
     let stats = ok(&h.katran(&["stats", "-c", &file, "--json", "--interval", "0.1"]));
     assert!(stats.contains("\"vips\""), "{stats}");
     let explain = ok(&h.katran(&[

@@ -313,6 +313,49 @@ fn netns_marked_datagrams_leave_encapsulated() {
     assert!(!filters.contains("healthcheck"), "{filters}");
 }
 
+/// The outer sources are read from the kernel: link-scope and tentative
+/// addresses are skipped, an IPv4 primary comes before its secondary, and
+/// a missing interface is named with the kernel's reason.
+#[test]
+fn netns_sources_skip_unusable_addresses() {
+    if !common::privileged("healthcheck sources") {
+        return;
+    }
+    let pair = Pair::new().expect("namespaces");
+    let batch = |lines: &[&str]| {
+        let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        hc::netns::ip_batch(&pair.a, &lines)
+    };
+    batch(&["link add kd0 type veth peer name kd1"]).expect("kd0");
+    // Pair turns duplicate detection off by default; kd0 does it
+    let dad = "net.ipv6.conf.kd0.accept_dad=1";
+    hc::netns::exec(&pair.a, &["sysctl", "-q", "-w", dad]).expect("sysctl");
+    batch(&[
+        "addr add 10.8.0.1/24 dev kd0 scope link",
+        "addr add 10.9.0.5/24 dev kd0",
+        "addr add 10.9.0.6/24 dev kd0",
+        "addr add fd00:9::2/64 dev kd0 nodad",
+        // listed first (the kernel lists IPv6 addresses newest first) and
+        // tentative for good: duplicate detection waits for kd0 to be up
+        "addr add fd00:9::1/64 dev kd0",
+    ])
+    .expect("addresses");
+    let kd0 = pair.in_a(|| markfwd::interface("kd0")).expect("kd0");
+    assert!(kd0.ether);
+    assert_eq!(kd0.sources.v4, Some(Ipv4Addr::new(10, 9, 0, 5)));
+    assert_eq!(kd0.sources.v6, Some("fd00:9::2".parse().expect("literal")));
+
+    let lo = pair.in_a(|| markfwd::interface("lo")).expect("lo");
+    assert!(!lo.ether);
+    assert_eq!(lo.sources, Sources::default());
+
+    let e = pair
+        .in_a(|| markfwd::interface("nosuch0"))
+        .expect_err("no such interface");
+    let e = format!("{e:#}");
+    assert!(e.contains("nosuch0") && e.contains("os error 19"), "{e}");
+}
+
 #[test]
 fn netns_tcp_check_reaches_the_real() {
     if !common::privileged("healthcheck tcp round trip") {

@@ -102,6 +102,35 @@ fn base_state() -> State {
     s
 }
 
+/// Every counter is read through `bpf::percpu`: each CPU's copy in CPU
+/// order, summed over all of them, and an index the map lacks is `None`.
+#[test]
+fn per_cpu_copies_are_read_in_order_and_summed() {
+    use katran::bpf::percpu;
+    use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+    if !common::privileged("per-CPU reader") {
+        return;
+    }
+    let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+        sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
+    };
+    let map = MapHandle::create(MapType::PercpuArray, Some("kt_percpu"), 4, 8, 2, &opts)
+        .expect("a per-CPU array");
+    let cpus = libbpf_rs::num_possible_cpus().expect("CPUs") as u64;
+    // CPU i holds i + 1 at index 1: every copy differs and counts
+    let values: Vec<u64> = (1..=cpus).collect();
+    let raw: Vec<Vec<u8>> = values.iter().map(|v| v.to_ne_bytes().to_vec()).collect();
+    map.update_percpu(&1u32.to_ne_bytes(), &raw, MapFlags::ANY)
+        .expect("writing the copies");
+    let copies = percpu::copies::<u64>(&map, 1).expect("copies");
+    assert_eq!(copies, Some(values.clone()));
+    let sum = percpu::sum(&map, 1).expect("sum");
+    assert_eq!(sum, Some(values.iter().sum()));
+    assert_eq!(percpu::sum(&map, 0).expect("index 0"), Some(0));
+    assert_eq!(percpu::sum(&map, 2).expect("no index 2"), None);
+}
+
 #[test]
 fn counters_move_by_exactly_the_packets_sent() {
     if !common::privileged("counters move exactly") {

@@ -118,6 +118,8 @@ fn real_setup_is_idempotent() {
         .expect("setup");
     }
     let lo = netns::exec(&pair.0, &["ip", "addr", "show", "dev", "lo"]).expect("ip addr");
+    // a new namespace's lo starts down
+    assert!(lo.contains(",UP"), "lo left down: {lo}");
     assert_eq!(lo.matches("10.200.0.10/32").count(), 1, "{lo}");
     assert_eq!(lo.matches("fd00:200::10/128").count(), 1, "{lo}");
     for conf in ["all", "default", "lo", "va"] {
@@ -125,4 +127,13 @@ fn real_setup_is_idempotent() {
         let v = netns::exec(&pair.0, &["cat", &path]).expect("rp_filter");
         assert_eq!(v.trim(), "0", "{path}");
     }
+    let e = netns::within(&pair.0, || {
+        katran::netlink::replace_address("nosuch0", "10.200.0.10".parse()?, 32)
+    })
+    .expect_err("no such interface");
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("10.200.0.10/32 on nosuch0") && e.contains("os error 19"),
+        "{e}"
+    );
 }

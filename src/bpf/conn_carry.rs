@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::abi::{self, bytes, from_bytes, types};
+use super::percpu;
 
 fn open(dir: &Path, name: &str) -> Result<MapHandle> {
     let path = dir.join(name);
@@ -178,20 +179,16 @@ impl Tables {
             } => {
                 if !cpus.is_empty() {
                     for idx in 0..sets.max_entries() {
-                        let Some(copies) = sets
-                            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+                        let Some(copies) = percpu::copies::<types::conn_set>(sets, idx)
                             .context("reading a connection-table set")?
                         else {
                             continue;
                         };
-                        for (cpu, raw) in copies.iter().enumerate() {
+                        for (cpu, set) in copies.iter().enumerate() {
                             let cpu = cpu as u32;
                             if !cpus.contains(&cpu) {
                                 continue;
                             }
-                            let Some(set) = from_bytes::<types::conn_set>(raw) else {
-                                continue;
-                            };
                             for w in set.way.iter().filter(|w| w.entry.real != 0) {
                                 out.push((Some(cpu), w.key, w.entry));
                             }
@@ -351,14 +348,9 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
     }
     for (idx, items) in by_set {
         let key = idx.to_ne_bytes();
-        let copies = sets
-            .lookup_percpu(&key, MapFlags::ANY)
+        let mut copies = percpu::copies::<types::conn_set>(sets, idx)
             .context("reading a connection-table set")?
             .unwrap_or_default();
-        let mut copies: Vec<types::conn_set> = copies
-            .iter()
-            .map(|v| from_bytes::<types::conn_set>(v).unwrap_or_default())
-            .collect();
         for (targets, k, e) in &items {
             for cpu in targets {
                 if let Some(set) = copies.get_mut(*cpu as usize) {

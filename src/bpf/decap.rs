@@ -7,10 +7,11 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, ProgramMut};
+use libbpf_rs::{MapCore, OpenObject, ProgramMut};
 
 use super::decap_skel::types::decap_stat;
 use super::decap_skel::{DecapSkel, DecapSkelBuilder};
+use super::percpu;
 
 /// GUE port the balancer and the reals agree on unless configured.
 pub const DEFAULT_GUE_PORT: u16 = 9886;
@@ -103,15 +104,9 @@ impl DecapStats {
     pub fn read(map: &dyn MapCore) -> Result<DecapStats> {
         let mut out = DecapStats::default();
         for (idx, name, field) in COUNTERS {
-            let per_cpu = map
-                .lookup_percpu(&idx.0.to_ne_bytes(), MapFlags::ANY)
+            *field(&mut out) = percpu::sum(map, idx.0)
                 .with_context(|| format!("reading decapsulation counter {name}"))?
                 .with_context(|| format!("decapsulation counter {name} is missing"))?;
-            *field(&mut out) = per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8))
-                .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
-                .sum();
         }
         Ok(out)
     }

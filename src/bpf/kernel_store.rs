@@ -12,6 +12,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use super::abi::{self, bytes, from_bytes, types, Pod};
 use super::mmap_array::U32Array;
+use super::percpu;
 use crate::maglev::RingDelta;
 use crate::model::{Globals, RingKind, VipKey};
 use crate::store::{BackendRecord, Limits, MapStore, RealRecord, VipRecord};
@@ -419,18 +420,11 @@ impl KernelStore {
         }
         for idx in 0..self.maps.conn_sets.max_entries() {
             let key = idx.to_ne_bytes();
-            let Some(raw) = self
-                .maps
-                .conn_sets
-                .lookup_percpu(&key, MapFlags::ANY)
+            let Some(mut sets) = percpu::copies::<types::conn_set>(&self.maps.conn_sets, idx)
                 .context("reading a connection-table set")?
             else {
                 continue;
             };
-            let mut sets: Vec<types::conn_set> = raw
-                .iter()
-                .map(|v| from_bytes::<types::conn_set>(v).unwrap_or_default())
-                .collect();
             if f(idx, &mut sets) {
                 let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
                 self.maps
@@ -459,15 +453,11 @@ impl KernelStore {
         let meta = get::<types::conn_meta>(&self.maps.conn_meta, &0u32.to_ne_bytes())?
             .context("reading conn_meta")?;
         let idx = abi::conn_set_index(key, &meta);
-        let copies = self
-            .maps
-            .conn_sets
-            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+        let copies = percpu::copies::<types::conn_set>(&self.maps.conn_sets, idx)
             .context("reading a connection-table set")?
             .unwrap_or_default();
         Ok(copies
             .iter()
-            .filter_map(|v| from_bytes::<types::conn_set>(v))
             .flat_map(|s| s.way)
             .find(|w| w.entry.real != 0 && bytes(&w.key) == bytes(key))
             .map(|w| w.entry.real))

@@ -9,6 +9,7 @@ pub mod decap;
 pub mod kernel_store;
 pub mod loader;
 pub mod mmap_array;
+pub mod percpu;
 pub mod prev_ring;
 
 /// The identity of the balancer this binary loads: a hash of its compiled

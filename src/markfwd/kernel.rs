@@ -16,6 +16,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, ProgramMut};
 use super::source::Sources;
 use crate::bpf::abi::{addr_from_words, addr_words, bytes, from_bytes, Pod};
 use crate::bpf::healthcheck_skel::{HealthcheckSkel, HealthcheckSkelBuilder};
+use crate::bpf::percpu;
 use crate::model::MacAddr;
 
 pub use crate::bpf::healthcheck_skel::types;
@@ -181,13 +182,9 @@ impl Maps {
 
     /// Packets and bytes sent through `slot`, summed over CPUs.
     pub fn slot_counters(&self, slot: u32) -> Result<(u64, u64)> {
-        let per_cpu = self
-            .real_stats
-            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)?
-            .unwrap_or_default();
+        let per_cpu = percpu::copies::<hc_counter>(&self.real_stats, slot)?.unwrap_or_default();
         Ok(per_cpu
             .iter()
-            .filter_map(|b| from_bytes::<hc_counter>(b))
             .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
     }
 
@@ -288,11 +285,9 @@ impl HcStats {
     pub fn read(map: &dyn MapCore) -> Result<HcStats> {
         let mut out = HcStats::default();
         for (idx, name, field) in COUNTERS {
-            let per_cpu = map
-                .lookup_percpu(&idx.0.to_ne_bytes(), MapFlags::ANY)
+            *field(&mut out) = percpu::sum(map, idx.0)
                 .with_context(|| format!("reading health-check counter {name}"))?
                 .unwrap_or_default();
-            *field(&mut out) = per_cpu.iter().filter_map(|b| from_bytes::<u64>(b)).sum();
         }
         Ok(out)
     }

@@ -1,19 +1,19 @@
-//! The interface health-check frames leave by, as iproute2 describes it
-//! (`ip -j addr show dev IF`): whether it is Ethernet, and the addresses
-//! the outer headers are sent from.
+//! The interface health-check frames leave by, as the kernel describes it
+//! over rtnetlink ([`crate::netlink`]): whether it is Ethernet, and the
+//! addresses the outer headers are sent from.
 //!
 //! The default outer source of each family is the interface's first address
-//! of global scope in the order `ip` lists them (the primary address first),
-//! skipping IPv6 addresses that are tentative, failed duplicate detection or
-//! are temporary (privacy) addresses. The real must route its answers back
+//! of global scope in the kernel's order (the order `ip addr` lists them in,
+//! the primary address first), skipping IPv6 addresses that are tentative,
+//! failed duplicate detection or are temporary (privacy) addresses. The real must route its answers back
 //! to that address, as it routes answers to any host. Callers may override
 //! either family by setting the fields of [`Sources`] before `ensure`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::Result;
+
+use crate::netlink;
 
 /// Outer source addresses, per family; `None`: reals of that family are
 /// unreachable (their marked frames are dropped and counted).
@@ -41,94 +41,85 @@ impl Sources {
 /// What `ensure` needs to know about an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
-    /// `link_type` is `ether`: the program rewrites an Ethernet header.
+    /// The link is Ethernet: the program rewrites an Ethernet header.
     pub ether: bool,
     pub sources: Sources,
 }
 
-/// Asks iproute2 about `iface` (in the calling thread's network namespace).
+/// Asks the kernel about `iface` (in the calling thread's network namespace).
 pub fn interface(iface: &str) -> Result<Interface> {
-    let out = Command::new("ip")
-        .args(["-j", "addr", "show", "dev", iface])
-        .output()
-        .context("running `ip` (iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip -j addr show dev {iface}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("parsing `ip -j addr show dev {iface}`"))?;
-    parse(&v).with_context(|| format!("no interface {iface} in `ip -j addr` output"))
+    let link = netlink::link(iface)?;
+    let addrs = netlink::addresses(link.index)?;
+    Ok(Interface {
+        ether: link.ether,
+        sources: first_usable(&addrs),
+    })
 }
 
-/// Reads the first entry of `ip -j addr show dev IF` output.
-pub fn parse(v: &Value) -> Option<Interface> {
-    let link = v.as_array()?.first()?;
-    let addrs = link["addr_info"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let usable = |a: &&Value| {
-        a["scope"].as_str() == Some("global")
-            && ["tentative", "dadfailed", "temporary"]
-                .iter()
-                .all(|f| a[*f].as_bool() != Some(true))
-    };
-    let first = |family: &str| {
-        addrs
-            .iter()
-            .filter(|a| a["family"].as_str() == Some(family))
-            .filter(usable)
-            .find_map(|a| a["local"].as_str()?.parse::<IpAddr>().ok())
-    };
-    Some(Interface {
-        ether: link["link_type"].as_str() == Some("ether"),
-        sources: Sources {
-            v4: match first("inet") {
-                Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
-            },
-            v6: match first("inet6") {
-                Some(IpAddr::V6(a)) => Some(a),
-                _ => None,
-            },
-        },
-    })
+/// The first address of each family that is global, settled (not tentative
+/// or failed duplicate detection) and not a temporary (privacy) address.
+fn first_usable(addrs: &[netlink::Address]) -> Sources {
+    let mut usable = addrs
+        .iter()
+        .filter(|a| a.global && !a.tentative && !a.dadfailed && !a.temporary)
+        .map(|a| a.ip);
+    Sources {
+        v4: usable.clone().find_map(|ip| match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }),
+        v6: usable.find_map(|ip| match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn first_global_address_of_each_family() {
-        let v: Value = serde_json::from_str(
-            r#"[{"ifname":"eth0","link_type":"ether","addr_info":[
-                {"family":"inet","local":"169.254.1.1","scope":"link"},
-                {"family":"inet","local":"10.0.0.5","scope":"global"},
-                {"family":"inet","local":"10.0.0.6","scope":"global","secondary":true},
-                {"family":"inet6","local":"fd00::9","scope":"global","tentative":true},
-                {"family":"inet6","local":"fd00::a","scope":"global","temporary":true},
-                {"family":"inet6","local":"fd00::b","scope":"global"},
-                {"family":"inet6","local":"fe80::1","scope":"link"}]}]"#,
-        )
-        .expect("json");
-        let i = parse(&v).expect("an interface");
-        assert!(i.ether);
-        assert_eq!(i.sources.v4, Some(Ipv4Addr::new(10, 0, 0, 5)));
-        assert_eq!(i.sources.v6, Some("fd00::b".parse().expect("literal")));
+    fn addr(ip: &str, global: bool) -> netlink::Address {
+        netlink::Address {
+            ip: ip.parse().expect("literal"),
+            prefix_len: 24,
+            global,
+            tentative: false,
+            dadfailed: false,
+            temporary: false,
+        }
     }
 
     #[test]
-    fn no_addresses_no_sources() {
-        let v: Value =
-            serde_json::from_str(r#"[{"ifname":"wg0","link_type":"none","addr_info":[]}]"#)
-                .expect("json");
-        let i = parse(&v).expect("an interface");
-        assert!(!i.ether);
-        assert_eq!(i.sources, Sources::default());
-        assert!(parse(&serde_json::json!([])).is_none());
+    fn first_global_settled_address_of_each_family() {
+        let addrs = [
+            addr("169.254.1.1", false),
+            addr("10.0.0.5", true),
+            addr("10.0.0.6", true),
+            netlink::Address {
+                tentative: true,
+                ..addr("fd00::8", true)
+            },
+            netlink::Address {
+                dadfailed: true,
+                ..addr("fd00::9", true)
+            },
+            netlink::Address {
+                temporary: true,
+                ..addr("fd00::a", true)
+            },
+            addr("fe80::1", false),
+            addr("fd00::b", true),
+        ];
+        let s = first_usable(&addrs);
+        assert_eq!(s.v4, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(s.v6, Some("fd00::b".parse().expect("literal")));
+    }
+
+    #[test]
+    fn no_usable_addresses_no_sources() {
+        assert_eq!(first_usable(&[]), Sources::default());
+        let local_only = [addr("127.0.0.1", false), addr("::1", false)];
+        assert_eq!(first_usable(&local_only), Sources::default());
     }
 }

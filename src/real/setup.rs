@@ -6,37 +6,18 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::netlink;
 
 /// Puts `vip` on `lo` (as /32 or /128) and turns reverse-path filtering off
 /// on `all`, `default` and every interface. Idempotent.
 pub fn setup(vip: IpAddr) -> Result<()> {
-    ip(&["link", "set", "dev", "lo", "up"])?;
-    let (family, prefix) = match vip {
-        IpAddr::V4(_) => ("-4", 32),
-        IpAddr::V6(_) => ("-6", 128),
-    };
-    let addr = format!("{vip}/{prefix}");
-    ip(&[family, "addr", "replace", &addr, "dev", "lo"])
-        .with_context(|| format!("putting VIP {vip} on lo"))?;
+    netlink::set_up("lo")?;
+    let prefix = if vip.is_ipv4() { 32 } else { 128 };
+    netlink::replace_address("lo", vip, prefix)?;
     disable_rp_filter()
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running `ip` (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 fn disable_rp_filter() -> Result<()> {
