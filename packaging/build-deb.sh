@@ -121,7 +121,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $installed_size
-Depends: $libc, libgcc-s1, libelf1, zlib1g, iproute2
+Depends: $libc, libgcc-s1, libelf1, zlib1g
 Section: net
 Priority: optional
 Description: layer-4 XDP load balancer driven by one TOML file
