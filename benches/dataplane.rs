@@ -30,13 +30,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use katran::apply::apply;
-use katran::bpf::abi::types::lb_stat;
-use katran::bpf::loader::{route_libbpf_log, Dataplane, LoadOptions};
 use katran::hash::real_hash;
-use katran::live::load_options;
+use katran::kernel::bpf::abi::types::lb_stat;
+use katran::kernel::bpf::loader::{route_libbpf_log, Dataplane, LoadOptions};
+use katran::kernel::live::load_options;
+use katran::kernel::testrun::{run_once, run_timed, verdict_name, XDP_PASS, XDP_TX};
 use katran::maglev::{ring_v1, ring_v2, Endpoint};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_once, run_timed, verdict_name, XDP_PASS, XDP_TX};
 use katran_side::{Katran, Lru};
 use libbpf_rs::MapHandle;
 
@@ -559,7 +559,7 @@ fn check_counters(before: &[u64], after: &[u64], expect: &[Expect]) -> Result<()
 }
 
 fn read_stats(stats: &MapHandle) -> Result<Vec<u64>> {
-    katran::stats::global(stats)
+    katran::views::stats::global(stats)
 }
 
 /// Pins this thread to the CPU it runs on, so every run uses one CPU's

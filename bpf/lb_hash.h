@@ -2,7 +2,7 @@
 /*
  * The flow hash: Bob Jenkins' lookup3 in the Linux kernel's jhash variant,
  * with the seeds Katran uses, so a flow picks the same ring slot here and
- * in Katran. `src/hash.rs` computes the same values in user space.
+ * in Katran. `crates/katran-core/src/hash.rs` computes the same values in user space.
  */
 #ifndef LB_HASH_H
 #define LB_HASH_H
@@ -87,7 +87,7 @@ INLINE __u32 jhash_2words(__u32 a, __u32 b, __u32 seed)
 
 /* Bit of an address in the VIP filter: the address's four words (as
  * stored: network order, IPv4 in the first) folded by xor, times a
- * constant, top bits. `src/bpf/abi.rs` computes the same. */
+ * constant, top bits. `src/kernel/bpf/abi.rs` computes the same. */
 INLINE __u32 vip_filter_bit(const __be32 a[4])
 {
 	__u32 x = a[0] ^ a[1] ^ a[2] ^ a[3];
@@ -96,7 +96,7 @@ INLINE __u32 vip_filter_bit(const __be32 a[4])
 }
 
 /* Slot of a VIP key in the VIP cache: its five words folded and mixed by
- * the same multiplier. `src/bpf/abi.rs` computes the same. */
+ * the same multiplier. `src/kernel/bpf/abi.rs` computes the same. */
 INLINE __u32 vip_cache_slot(const struct vip_key *k)
 {
 	const __u32 *w = (const __u32 *)k;

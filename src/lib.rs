@@ -2,48 +2,32 @@
 //!
 //! Data flows one way: file → `config` → `model::State` → `plan` → maps.
 //! The deciding part (configuration, model, Maglev, plan, explain) is the
-//! `katran-core` crate, free of I/O; this crate reads files, talks to the
-//! kernel (`bpf`, `netlink`, `markfwd`) and runs the daemon and the CLI.
-//! ARCHITECTURE.md draws the layers.
+//! `katran-core` crate, free of I/O. This crate is layered, each layer
+//! using only those below it: `kernel` (the only code that touches bpf(),
+//! rtnetlink or tc), `files`, then `apply` (prepare, then commit a plan;
+//! replace the dataplane), then `daemon` and `views` (what operators see),
+//! and `cli` on top. ARCHITECTURE.md draws the layers.
 
 pub use katran_core::{explain, hash, maglev, model, plan, snapshot, store};
 
 /// The configuration file: checked by `katran_core::config`, read here.
 pub mod config {
-    pub use crate::config_file::{load, MAX_SIZE};
+    pub use crate::files::config_file::{load, MAX_SIZE};
     pub use katran_core::config::*;
 }
 
-pub mod announce;
 pub mod apply;
-pub mod apply_errors;
-pub mod atomic_file;
-pub mod bpf;
-pub mod caps;
 pub mod cli;
-pub mod config_file;
-pub mod config_watch;
-pub mod conn_fill;
 pub mod daemon;
-pub mod daemon_lock;
-pub mod daemon_status;
-pub mod drain;
-pub mod filediff;
-pub mod flock_wait;
-pub mod gateway;
-pub mod generate;
-pub mod health;
-pub mod json;
-pub mod live;
-pub mod markfwd;
-pub mod memory;
-pub mod metrics;
-pub mod metrics_server;
-pub mod netlink;
-pub mod real;
-pub mod reconcile;
-pub mod sdnotify;
-pub mod stats;
-pub mod stats_view;
-pub mod status;
-pub mod testrun;
+pub mod files;
+pub mod kernel;
+pub mod views;
+
+// TEMPORARY: the old top-level paths, until tests/ and benches/ use the layered ones.
+pub use apply::errors as apply_errors;
+pub use apply::reconcile;
+pub use cli::{drain, filediff, generate};
+pub use daemon::{config_watch, health, sdnotify};
+pub use files::{atomic_file, config_file, daemon_lock, flock_wait, status_file as daemon_status};
+pub use kernel::{announce, bpf, caps, gateway, live, markfwd, netlink, real, testrun};
+pub use views::{conn_fill, json, memory, metrics, metrics_server, stats, stats_view, status};

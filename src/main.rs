@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     // SAFETY: restoring the default disposition of one signal at start.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    katran::bpf::loader::route_libbpf_log();
+    katran::kernel::bpf::loader::route_libbpf_log();
     match katran::cli::run(katran::cli::Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
