@@ -266,6 +266,10 @@ fn daemon_keeps_last_good_config_on_broken_file() {
         .expect("the failure reported");
     let err = st.last_error.clone().expect("last_error").message;
     println!("  broken file reported after {took:?}: {err}");
+    assert_eq!(
+        st.last_error_kind,
+        Some(katran::daemon_status::FailureKind::File)
+    );
     let place = format!("{}:{bad_line}:", d.config.display());
     assert!(err.contains(&place), "{err:?} does not name {place}");
     let col: String = err[err.find(&place).unwrap() + place.len()..]
@@ -309,7 +313,10 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     println!("  katran status:\n{shown}");
     assert_eq!(out.status.code(), Some(4), "{shown}");
     assert!(shown.contains("LAST RELOAD FAILED"), "{shown}");
-    assert!(shown.contains("(2 failure(s) in a row)"), "{shown}");
+    assert!(
+        shown.contains("(2 failure(s) in a row, the file is invalid)"),
+        "{shown}"
+    );
     assert!(
         shown.contains(&format!("{}:", d.config.display())),
         "{shown}"
@@ -317,6 +324,7 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     let out = d.katran_status(true).expect("katran status --json");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(v["daemon"]["failures"], 2, "{v:#}");
+    assert_eq!(v["daemon"]["last_error_kind"], "file", "{v:#}");
     assert!(v["daemon"]["last_error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains(&format!("{}:", d.config.display()))));
@@ -340,6 +348,10 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     let (_, st) = d
         .wait_status(stamp, WAIT, |s| s.failures == 3)
         .expect("the third failure");
+    assert_eq!(
+        st.last_error_kind,
+        Some(katran::daemon_status::FailureKind::Host)
+    );
     let err3 = st.last_error.expect("last_error").message;
     println!("  refused by the host: {err3}");
     let place = format!("{}:{iface_line}:", d.config.display());

@@ -27,7 +27,7 @@ use crate::daemon::config_watch::ConfigWatch;
 use crate::daemon::health::{runner::Runner, tracker};
 use crate::daemon::sdnotify::{monotonic_usec, notify};
 use crate::files::daemon_lock::{self as lock, DaemonLock};
-use crate::files::status_file::{DaemonStatus, Event};
+use crate::files::status_file::{DaemonStatus, Event, FailureKind};
 use crate::kernel::live::{self, Pins};
 use crate::model::State;
 
@@ -114,6 +114,7 @@ impl Daemon {
         self.adopt_attached();
         self.status.last_applied = Some(Event::now(outcome.plan.summary()));
         self.status.last_error = None;
+        self.status.last_error_kind = None;
         // the maps hold this daemon's configuration again
         self.status.external_change = None;
         self.status.dataplane_missing = None;
@@ -235,20 +236,26 @@ impl Daemon {
                 for d in &errors.0 {
                     log::error!("{d}");
                 }
-                Err(format!(
-                    "{} error(s) in {}; first: {}",
-                    errors.0.len(),
-                    self.opts.config.display(),
-                    errors.0[0]
+                Err((
+                    FailureKind::File,
+                    format!(
+                        "{} error(s) in {}; first: {}",
+                        errors.0.len(),
+                        self.opts.config.display(),
+                        errors.0[0]
+                    ),
                 ))
             }
-            Ok(loaded) if loaded.config.settings.pin_dir != self.pins => Err(format!(
-                "pin_dir changed from {} to {}: a running daemon keeps its dataplane where it \
+            Ok(loaded) if loaded.config.settings.pin_dir != self.pins => Err((
+                FailureKind::File,
+                format!(
+                    "pin_dir changed from {} to {}: a running daemon keeps its dataplane where it \
                  is; to move it, stop the daemon, run `katran down --pin-dir {}`, and start it \
                  again",
-                self.pins.display(),
-                loaded.config.settings.pin_dir.display(),
-                self.pins.display()
+                    self.pins.display(),
+                    loaded.config.settings.pin_dir.display(),
+                    self.pins.display()
+                ),
             )),
             Ok(loaded) => {
                 for w in &loaded.warnings {
@@ -269,9 +276,10 @@ impl Daemon {
                 let cfg = self.effective();
                 // an error that comes from a key of the file is told at it
                 reconcile(cfg, Verdicts::Given).map_err(|e| {
+                    let kind = crate::apply::errors::kind(&e);
                     match crate::apply::errors::place(&e, &loaded.text) {
-                        Some(d) => d.to_string(),
-                        None => format!("{e:#}"),
+                        Some(d) => (kind, d.to_string()),
+                        None => (kind, format!("{e:#}")),
                     }
                 })
             }
@@ -286,10 +294,12 @@ impl Daemon {
                     outcome.plan.summary()
                 ));
             }
-            Err(message) => {
+            Err((kind, message)) => {
                 log::error!(
-                    "reload ({why}) failed, the last good configuration stays in force: {message}"
+                    "reload ({why}) failed ({}), the last good configuration stays in force: {message}",
+                    kind.describe()
                 );
+                self.status.last_error_kind = Some(kind);
                 self.status.failures += 1;
                 self.status.reloads_failed += 1;
                 self.status.last_error = Some(Event::now(message.clone()));

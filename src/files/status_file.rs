@@ -40,6 +40,9 @@ pub struct DaemonStatus {
     pub last_applied: Option<Event>,
     /// The last reload that failed; cleared when a good file is applied.
     pub last_error: Option<Event>,
+    /// What the last failed reload met (set with `last_error`).
+    #[serde(default)]
+    pub last_error_kind: Option<FailureKind>,
     /// Failed reloads since the last good one.
     pub failures: u64,
     /// Reloads (file changes, SIGHUP) that applied, since the daemon started.
@@ -66,6 +69,32 @@ pub struct DaemonStatus {
     /// was last applied; the next reload restores it.
     #[serde(default)]
     pub dataplane_missing: Option<Event>,
+}
+
+/// What kind of problem a failed reload met, so that a script (or an
+/// operator) knows where to look: the file itself (`katran check` says
+/// the same), the host refusing something the file names (an interface,
+/// the gateway), a dataplane too small for the file (`max_vips`,
+/// `max_reals`), or the kernel failing an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    File,
+    Host,
+    Capacity,
+    Kernel,
+}
+
+impl FailureKind {
+    /// How `katran status` words it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailureKind::File => "the file is invalid",
+            FailureKind::Host => "the host refuses what the file names",
+            FailureKind::Capacity => "the dataplane is too small for the file",
+            FailureKind::Kernel => "a kernel operation failed",
+        }
+    }
 }
 
 impl DaemonStatus {

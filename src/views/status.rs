@@ -259,8 +259,12 @@ pub fn show(pin_dir: &Path, status_file: &Path, json_out: bool) -> Result<ExitCo
                 println!("  last applied {}: {}", ago(a.at), a.message);
             }
             if let Some(e) = &d.last_error {
+                let kind = d
+                    .last_error_kind
+                    .map(|k| format!(", {}", k.describe()))
+                    .unwrap_or_default();
                 println!(
-                    "  LAST RELOAD FAILED {} ({} failure(s) in a row): {}",
+                    "  LAST RELOAD FAILED {} ({} failure(s) in a row{kind}): {}",
                     ago(e.at),
                     d.failures,
                     e.message

@@ -10,6 +10,7 @@ mod iface;
 pub use iface::IfaceProblem;
 
 use crate::config::{Diagnostic, FileText, Key};
+use crate::files::status_file::FailureKind;
 use crate::kernel::gateway::{self, GatewayError};
 use crate::plan::PlanError;
 
@@ -31,6 +32,19 @@ pub fn place(err: &anyhow::Error, text: &FileText) -> Option<Diagnostic> {
     }
     let p = find::<IfaceProblem>(err)?;
     Some(text.error(Key::Interface(p.iface()), p.to_string(), p.fix()))
+}
+
+/// Which kind of failure `err` is, from its type: a dataplane too small,
+/// something the host refuses, or else the kernel.
+pub fn kind(err: &anyhow::Error) -> FailureKind {
+    match find::<PlanError>(err) {
+        Some(PlanError::Unreadable(_)) => FailureKind::Kernel,
+        Some(_) => FailureKind::Capacity,
+        None if find::<IfaceProblem>(err).is_some() || find::<GatewayError>(err).is_some() => {
+            FailureKind::Host
+        }
+        None => FailureKind::Kernel,
+    }
 }
 
 /// The first error of type `E` in the chain.

@@ -70,3 +70,17 @@ fn an_interface_the_host_refuses_is_placed_at_its_name() {
         .unwrap_or_default()
         .starts_with("name the Ethernet interface"));
 }
+
+#[test]
+fn failures_are_told_apart_by_their_type() {
+    let capacity = anyhow::Error::from(PlanError::TooManyVips { want: 9, max: 8 });
+    assert_eq!(kind(&capacity.context("planning")), FailureKind::Capacity);
+    let host = anyhow::Error::from(IfaceProblem::NotEthernet("lo".into()));
+    assert_eq!(kind(&host), FailureKind::Host);
+    let gateway = anyhow::Error::from(GatewayError::NoDefaultRoute);
+    assert_eq!(kind(&gateway), FailureKind::Host);
+    assert_eq!(
+        kind(&anyhow::anyhow!("bpf_link_update: EPERM")),
+        FailureKind::Kernel
+    );
+}

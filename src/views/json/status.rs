@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::files::status_file::{DaemonStatus, Event};
+use crate::files::status_file::{DaemonStatus, Event, FailureKind};
 use crate::model::{Encap, RingKind, State};
 
 /// The file's word for a ring kind.
@@ -147,6 +147,8 @@ pub struct Daemon {
     pub started: u64,
     pub last_applied: Option<Event>,
     pub last_error: Option<Event>,
+    /// What the last failed reload met: file, host, capacity or kernel.
+    pub last_error_kind: Option<FailureKind>,
     /// Failed reloads since the last good one.
     pub failures: u64,
     pub reloads_ok: u64,
@@ -169,6 +171,7 @@ impl Daemon {
             started: d.started,
             last_applied: d.last_applied.clone(),
             last_error: d.last_error.clone(),
+            last_error_kind: d.last_error_kind,
             failures: d.failures,
             reloads_ok: d.reloads_ok,
             reloads_failed: d.reloads_failed,
