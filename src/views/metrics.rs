@@ -163,63 +163,67 @@ fn register_global(reg: &mut Registry, s: &Snapshot) {
     }
 }
 
+/// `katran_<family>_packets_total` and `_bytes_total`, one row per label set.
+fn traffic(
+    reg: &mut Registry,
+    family: &str,
+    help: (&str, &str),
+    rows: Vec<(Labels, &crate::views::stats::Traffic)>,
+) {
+    let pick = |f: fn(&crate::views::stats::Traffic) -> u64| {
+        rows.iter().map(|(l, t)| (l.clone(), f(t))).collect()
+    };
+    counters(
+        reg,
+        &format!("{family}_packets"),
+        help.0,
+        pick(|t| t.packets),
+    );
+    counters(reg, &format!("{family}_bytes"), help.1, pick(|t| t.bytes));
+}
+
 fn register_traffic(reg: &mut Registry, s: &Snapshot) {
-    let vip = |f: fn(&crate::views::stats::Traffic) -> u64| {
-        s.vips
-            .iter()
-            .map(|(k, t)| (labels(&[("vip", k)]), f(t)))
-            .collect()
-    };
-    counters(
+    let vips = s
+        .vips
+        .iter()
+        .map(|(k, t)| (labels(&[("vip", k)]), t))
+        .collect();
+    traffic(
         reg,
-        "vip_packets",
-        "Packets forwarded per VIP",
-        vip(|t| t.packets),
+        "vip",
+        ("Packets forwarded per VIP", "IP bytes forwarded per VIP"),
+        vips,
     );
-    counters(
+    let reals = s
+        .reals
+        .iter()
+        .map(|(k, t)| (labels(&[("real", &k.to_string())]), t))
+        .collect();
+    traffic(
         reg,
-        "vip_bytes",
-        "IP bytes forwarded per VIP",
-        vip(|t| t.bytes),
-    );
-    let real = |f: fn(&crate::views::stats::Traffic) -> u64| {
-        s.reals
-            .iter()
-            .map(|(k, t)| (labels(&[("real", &k.to_string())]), f(t)))
-            .collect()
-    };
-    counters(
-        reg,
-        "real_packets",
-        "Packets forwarded per real, over all its VIPs (the dataplane counts by real)",
-        real(|t| t.packets),
-    );
-    counters(
-        reg,
-        "real_bytes",
-        "IP bytes forwarded per real, over all its VIPs",
-        real(|t| t.bytes),
+        "real",
+        (
+            "Packets forwarded per real, over all its VIPs (the dataplane counts by real)",
+            "IP bytes forwarded per real, over all its VIPs",
+        ),
+        reals,
     );
     if s.vip_reals.is_empty() {
         return;
     }
-    let pair = |f: fn(&crate::views::stats::Traffic) -> u64| {
-        s.vip_reals
-            .iter()
-            .map(|((v, r), t)| (labels(&[("vip", v), ("real", &r.to_string())]), f(t)))
-            .collect()
-    };
-    counters(
+    let pairs = s
+        .vip_reals
+        .iter()
+        .map(|((v, r), t)| (labels(&[("vip", v), ("real", &r.to_string())]), t))
+        .collect();
+    traffic(
         reg,
-        "vip_real_packets",
-        "Packets forwarded per (VIP, real) (counted when the file sets vip_real_counters)",
-        pair(|t| t.packets),
-    );
-    counters(
-        reg,
-        "vip_real_bytes",
-        "IP bytes forwarded per (VIP, real)",
-        pair(|t| t.bytes),
+        "vip_real",
+        (
+            "Packets forwarded per (VIP, real) (counted when the file sets vip_real_counters)",
+            "IP bytes forwarded per (VIP, real)",
+        ),
+        pairs,
     );
 }
 
