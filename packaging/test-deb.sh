@@ -195,7 +195,8 @@ if [ ! -f "${old_deb:-}" ]; then
 fi
 pass "build $old_deb ($from)"
 if out=$(KATRAN_UPGRADE_OLD_DEB=$old_deb KATRAN_UPGRADE_NEW_DEB=$deb \
-    cargo test --locked --test replace -- --ignored --nocapture --test-threads=1 upgrading 2>&1) \
+    cargo test --locked --test integration -- --ignored --nocapture --test-threads=1 \
+    replace::upgrading 2>&1) \
     && grep -q "test result: ok. 1 passed" <<<"$out"; then
     pass "upgrade under traffic: $(grep -o 'upgrade [0-9a-z]* -> .*' <<<"$out")"
 else

@@ -2,7 +2,7 @@
 //! packets sent, `explain` agrees with the program, and the Prometheus
 //! endpoint parses and says what `katran stats` says. Needs root.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};

@@ -3,8 +3,8 @@
 //! to reals that decapsulate with XDP and answer the client directly.
 //! Needs root, `python3` and `curl`; prints `skipped: ...` otherwise.
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::net::IpAddr;
 

@@ -23,8 +23,8 @@
 //!
 //! Needs root, `bird` (Debian `bird2`), `python3`, `ip` and `nsenter`.
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

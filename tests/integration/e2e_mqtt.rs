@@ -17,8 +17,8 @@
 //! Needs root, mosquitto (Debian `mosquitto`), `ss`, `ip` and `ethtool`;
 //! prints `skipped: ...` otherwise.
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

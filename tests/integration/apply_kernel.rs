@@ -2,7 +2,7 @@
 //! files, atomicity under traffic, failed applies, connection stickiness.
 //! Needs root (BPF); prints `skipped: ...` otherwise.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -3,7 +3,7 @@
 //! VIP family × real family × IP-in-IP/GUE), then must come out of the
 //! decapsulation program as the client's frame again, MACs aside.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv6Addr};
 

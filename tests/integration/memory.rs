@@ -3,7 +3,7 @@
 //! dataplane, summed, must match what `memory::of` computes from the same
 //! settings. Needs root.
 
-mod common;
+use crate::common;
 
 use std::os::fd::{AsFd, AsRawFd};
 

@@ -5,8 +5,8 @@
 //! back the real returns within rise x interval. For HTTP and for MQTT.
 //! Needs root, python3 and mosquitto; prints `skipped: ...` otherwise.
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};

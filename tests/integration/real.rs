@@ -2,8 +2,8 @@
 //! attach pins the decapsulation link and counters, refuses a second
 //! attach, counts traffic, detaches cleanly; setup puts the VIP on `lo`.
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::path::PathBuf;
 

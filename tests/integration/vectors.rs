@@ -6,7 +6,7 @@
 //! program transmits is checked field by field, checksums recomputed from
 //! scratch.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

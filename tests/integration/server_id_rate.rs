@@ -6,7 +6,7 @@
 //! a new SYN is still stored in the connection table (its next packet is a
 //! table hit, and no insert was refused).
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -6,7 +6,7 @@
 //! namespace of its own (`nsenter --net`, which keeps the host's bpffs),
 //! with a veth pair and no default route.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -15,8 +15,8 @@
 //! `skipped: ...` otherwise. The scenarios run one at a time (they measure
 //! latencies and packet loss on a small machine).
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};

@@ -3,7 +3,7 @@
 //! The state of `setup.json` is provisioned through the project's own API
 //! (`model::State` + `apply::apply`), as a user's file would be.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -6,7 +6,7 @@
 //! flow neither table knows follows the replaced dataplane's ring. The test
 //! thread is pinned to one CPU so that every packet uses that CPU's table.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 

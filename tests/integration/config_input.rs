@@ -4,7 +4,7 @@
 //! Each is refused (or escaped) by the real binary, quickly, with a message
 //! that names the path and the reason. No privileges needed.
 
-mod common;
+use crate::common;
 
 use std::ffi::CString;
 use std::fs;

@@ -7,7 +7,7 @@
 //! under `/sys/fs/bpf/katran-test-<pid>-…` or `/tmp/katran-test-<pid>-…`,
 //! removed also on failure.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::fd::AsFd;

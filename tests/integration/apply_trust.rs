@@ -5,7 +5,7 @@
 //! a veth pair and its own pin directory, and runs the real `katran` binary
 //! there with `nsenter --net` (which keeps the host's bpffs in view).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

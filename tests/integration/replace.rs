@@ -17,8 +17,8 @@
 //!
 //! Needs root, `python3`, `ip`, `ethtool` and `nsenter`.
 
-mod common;
-mod testbed;
+use crate::common;
+use crate::testbed;
 
 use std::fs::File;
 use std::net::IpAddr;

@@ -3,8 +3,8 @@
 //! reals), then the whole Rust side (ensure, sync, down) on a veth between
 //! two namespaces, with real marked sockets and a capture on the far side.
 
-mod common;
-mod hc;
+use crate::common;
+use crate::hc;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

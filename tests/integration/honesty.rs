@@ -2,14 +2,15 @@
 //! counted as skipped, never as passed, and under
 //! `KATRAN_REQUIRE_PRIVILEGED=1` (set by CI) it fails instead.
 //!
-//! This binary holds a privileged probe test that uses the same helper as
-//! every privileged test (`common::privileged`). The checks copy the binary
-//! to a scratch directory, run the probe there without privileges (as user
-//! `nobody` through `setpriv` when run as root; as is otherwise) with
-//! libtest's `--nocapture`, the way `scripts/test` runs the suite, and feed
-//! its output to `scripts/summarize`, the one place the summary is counted.
+//! This module holds a privileged probe test that uses the same helper as
+//! every privileged test (`common::privileged`). The checks copy the test
+//! binary to a scratch directory, run the probe there without privileges
+//! (as user `nobody` through `setpriv` when run as root; as is otherwise)
+//! with libtest's `--nocapture`, the way `scripts/test` runs the suite, and
+//! feed its output to `scripts/summarize`, the one place the summary is
+//! counted.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;
@@ -17,7 +18,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const PROBE: &str = "privileged_probe";
+/// The probe's full name in the test binary (`--exact`).
+const PROBE: &str = "honesty::privileged_probe";
 
 /// Needs root like the BPF and namespace tests; checks nothing else.
 #[test]

@@ -4,7 +4,7 @@
 //! victim keeps its content, and the status path ends up a regular file
 //! holding the status. No privileges needed.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::symlink;

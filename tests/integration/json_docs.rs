@@ -3,7 +3,7 @@
 //! `explain` and the plan from files (no root), `status`, `stats` and
 //! `explain --live` from a pinned dataplane (root).
 
-mod common;
+use crate::common;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
