@@ -169,7 +169,7 @@ check "purged: package unknown to dpkg" bash -c \
 # the history is not there (a shallow clone), the same source built with a
 # tag that changes the BPF object stands in (its stamp differs, its layout
 # does not), and the check says which.
-# tests/replace.rs runs the old package's daemon on the namespace testbed
+# tests/integration/replace.rs runs the old package's daemon on the namespace testbed
 # under traffic, installs this build's package over it and restarts the
 # daemon (what the postinst does under systemd): the dataplane must be
 # replaced with no failed connection and the interface never without XDP.

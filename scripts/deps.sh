@@ -4,7 +4,7 @@
 # libbpf; iproute2/ethtool drive the network-namespace tests; man-db,
 # groff-base and systemd (systemd-analyze) check the .deb (packaging/test-deb.sh);
 # mosquitto is the MQTT broker of the MQTT end-to-end tests; bird2 the BGP
-# daemon of the fleet test (tests/fleet.rs, scripts/demo-fleet); prometheus
+# daemon of the fleet test (tests/integration/fleet.rs, scripts/demo-fleet); prometheus
 # ships promtool, which checks the /metrics output; python3 (3.11, tomllib)
 # and bpftool load Katran's program beside ours in the benchmark;
 # clang-format checks the style of bpf/ (bpf/.clang-format).
