@@ -1,6 +1,5 @@
 //! Minimal frame building and reading for tests: Ethernet + IPv4/IPv6 +
 //! TCP/UDP with correct checksums, and the outer fields of encapsulated frames.
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 

@@ -1,7 +1,6 @@
 //! Helpers of the health-check forwarding tests: running the tc program
 //! with BPF_PROG_TEST_RUN and a socket mark, and reading (and checking)
 //! IP-in-IP frames.
-#![allow(dead_code)]
 
 pub mod pair;
 pub mod real;

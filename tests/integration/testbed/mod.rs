@@ -13,7 +13,6 @@
 //! The test process holds the balancer, the decapsulation programs and every
 //! XDP link; dropping the [`Testbed`] (also while panicking) kills spawned
 //! processes and deletes the namespaces.
-#![allow(dead_code)]
 
 pub mod daemon;
 pub mod http;
@@ -92,27 +91,13 @@ pub fn ip(s: &str) -> IpAddr {
 }
 
 impl Builder {
-    pub fn clients(mut self, n: usize) -> Self {
-        self.clients = n.max(1);
-        self
-    }
     pub fn reals(mut self, n: usize) -> Self {
         self.reals = n.clamp(1, 200);
-        self
-    }
-    /// VIPs put on every real's `lo` (default: [`VIP4`] and [`VIP6`]).
-    pub fn vips(mut self, vips: &[IpAddr]) -> Self {
-        self.vips = vips.to_vec();
         self
     }
     /// XDP mode of the balancer and of the reals' decapsulation.
     pub fn mode(mut self, mode: XdpMode) -> Self {
         self.mode = mode;
-        self
-    }
-    /// GUE port the reals decapsulate.
-    pub fn gue_port(mut self, port: u16) -> Self {
-        self.gue_port = port;
         self
     }
     /// Whether the test process attaches its balancer to the LB's `eth0`
