@@ -2,7 +2,7 @@
 //! files, atomicity under traffic, failed applies, connection stickiness.
 //! Needs root (BPF); prints `skipped: ...` otherwise.
 
-use crate::common;
+use crate::common::{self, ip};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,7 +15,7 @@ use katran::apply::{apply, read_live};
 use katran::bpf::kernel_store::KernelStore;
 use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::explain::{explain, Flow};
-use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
+use katran::model::{MacAddr, Proto, RingKind, State, Vip, VipFlags};
 use katran::plan;
 use katran::testrun::{run_once, XDP_PASS, XDP_TX};
 use libbpf_rs::{MapCore, MapFlags, MapType};
@@ -31,26 +31,9 @@ fn load(max_vips: u32, max_reals: u32) -> Dataplane {
     .expect("loading the balancer")
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
+/// A TCP VIP on port 80.
 fn vip(addr: &str, reals: &[(&str, u32)], flags: VipFlags) -> Vip {
-    Vip {
-        key: VipKey {
-            addr: ip(addr),
-            port: 80,
-            proto: Proto::Tcp,
-        },
-        flags,
-        reals: reals
-            .iter()
-            .map(|(a, w)| Backend {
-                addr: ip(a),
-                weight: *w,
-            })
-            .collect(),
-    }
+    common::vip(addr, 80, Proto::Tcp, flags, reals)
 }
 
 fn state(mac: u8, vips: Vec<Vip>) -> State {

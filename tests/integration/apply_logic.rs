@@ -2,11 +2,12 @@
 //! privileges. The store refuses new keys beyond each map's capacity, as the
 //! kernel's hash maps do, and can fail any chosen write.
 
+use crate::common::{self, ip};
+
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use katran::apply::{apply, read_live};
-use katran::model::{Backend, Proto, RingKind, State, Vip, VipFlags, VipKey};
+use katran::model::{Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran::plan::{self, Change};
 use katran::snapshot::Snapshot;
 use katran::store::{Limits, MapStore, MemStore};
@@ -15,26 +16,9 @@ fn limits() -> Limits {
     Limits::for_sizes(13, 4, 8)
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
+/// A TCP VIP without flags.
 fn vip(addr: &str, port: u16, reals: &[(&str, u32)]) -> Vip {
-    Vip {
-        key: VipKey {
-            addr: ip(addr),
-            port,
-            proto: Proto::Tcp,
-        },
-        flags: VipFlags::default(),
-        reals: reals
-            .iter()
-            .map(|(a, w)| Backend {
-                addr: ip(a),
-                weight: *w,
-            })
-            .collect(),
-    }
+    common::vip(addr, port, Proto::Tcp, VipFlags::default(), reals)
 }
 
 fn state(vips: Vec<Vip>) -> State {

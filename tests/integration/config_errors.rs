@@ -3,6 +3,8 @@
 //! and wording), every example in `examples/configs/` must load cleanly, and
 //! a minimal file must turn into exactly the expected `State`.
 
+use crate::common::ip;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -630,10 +632,6 @@ fn the_man_page_example_loads() {
         .replace("\\(dq", "\"");
     let loaded = config::parse(&text, "katran.toml(5)").unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
 }
 
 #[test]

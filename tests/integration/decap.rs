@@ -3,7 +3,7 @@
 //! VIP family × real family × IP-in-IP/GUE), then must come out of the
 //! decapsulation program as the client's frame again, MACs aside.
 
-use crate::common;
+use crate::common::{self, ip};
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -17,10 +17,6 @@ const VIP4: &str = "10.200.0.10";
 const VIP6: &str = "fd00:200::10";
 const REAL4: &str = "10.201.0.11";
 const REAL6: &str = "fd00:201::11";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("a literal address")
-}
 
 fn state(real: &str, encap: Encap) -> State {
     let mut s = State::default();

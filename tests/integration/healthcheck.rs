@@ -3,7 +3,7 @@
 //! reals), then the whole Rust side (ensure, sync, down) on a veth between
 //! two namespaces, with real marked sockets and a capture on the far side.
 
-use crate::common;
+use crate::common::{self, ip};
 use crate::hc;
 
 use std::collections::BTreeMap;
@@ -27,10 +27,6 @@ const REAL4: &str = "10.201.0.11";
 const REAL6: &str = "fd00:201::11";
 const MARK4: u32 = 100;
 const MARK6: u32 = 200;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("a literal address")
-}
 
 fn src6() -> Ipv6Addr {
     "fd00:99::2".parse().expect("literal")

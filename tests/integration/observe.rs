@@ -9,36 +9,15 @@ use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
 
 use common::frames::{self, TCP_ACK, TCP_SYN};
+use common::{ip, vip};
 use katran::apply::apply;
 use katran::bpf::attach::{ensure_bpffs, pin};
 use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::explain::{explain_cached, Flow, RingCache};
-use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
+use katran::model::{MacAddr, Proto, RingKind, State, Vip, VipFlags};
 use katran::stats::snapshot;
 use katran::testrun::{run_once, XDP_DROP, XDP_PASS, XDP_TX};
 use std::os::fd::AsFd;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn vip(addr: &str, port: u16, proto: Proto, flags: VipFlags, reals: &[(&str, u32)]) -> Vip {
-    Vip {
-        key: VipKey {
-            addr: ip(addr),
-            port,
-            proto,
-        },
-        flags,
-        reals: reals
-            .iter()
-            .map(|(a, w)| Backend {
-                addr: ip(a),
-                weight: *w,
-            })
-            .collect(),
-    }
-}
 
 fn load() -> Dataplane {
     Dataplane::load(&LoadOptions {

@@ -2,7 +2,10 @@
 
 pub mod frames;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+
+use katran::model::{Backend, Proto, Vip, VipFlags, VipKey};
 
 /// Whether `KATRAN_REQUIRE_PRIVILEGED=1` is set (CI): then nothing may skip.
 pub fn skipping_forbidden() -> bool {
@@ -58,6 +61,31 @@ pub fn conformance_dir(name: &str) -> Option<PathBuf> {
             ),
         );
         None
+    }
+}
+
+/// An address written as a literal in a test.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("a literal address")
+}
+
+/// A VIP at `addr`:`port` over `proto`, balancing over `reals` (address,
+/// weight).
+pub fn vip(addr: &str, port: u16, proto: Proto, flags: VipFlags, reals: &[(&str, u32)]) -> Vip {
+    Vip {
+        key: VipKey {
+            addr: ip(addr),
+            port,
+            proto,
+        },
+        flags,
+        reals: reals
+            .iter()
+            .map(|(a, w)| Backend {
+                addr: ip(a),
+                weight: *w,
+            })
+            .collect(),
     }
 }
 

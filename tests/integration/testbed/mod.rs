@@ -86,9 +86,7 @@ impl Default for Builder {
     }
 }
 
-pub fn ip(s: &str) -> IpAddr {
-    s.parse().expect("a literal address")
-}
+pub use crate::common::ip;
 
 impl Builder {
     pub fn reals(mut self, n: usize) -> Self {
