@@ -7,6 +7,7 @@
 //! scratch.
 
 use crate::common;
+use crate::common::frames::{csum, csum_ok, l4_csum, pseudo_header};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -165,56 +166,6 @@ fn reals_for(state: &State, dst: IpAddr, proto: u8, port: u16) -> Vec<IpAddr> {
 }
 
 // ---- checksums and frame building ------------------------------------------
-
-fn sum16(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// The Internet checksum of `data` (checksum field zeroed by the caller).
-fn csum(data: &[u8]) -> u16 {
-    !fold(sum16(data))
-}
-
-/// Whether `data`, checksum field included, verifies.
-fn csum_ok(data: &[u8]) -> bool {
-    fold(sum16(data)) == 0xffff
-}
-
-fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Vec<u8> {
-    let mut b = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            b.extend(s.octets());
-            b.extend(d.octets());
-            b.extend([0, proto]);
-            b.extend((len as u16).to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            b.extend(s.octets());
-            b.extend(d.octets());
-            b.extend((len as u32).to_be_bytes());
-            b.extend([0, 0, 0, proto]);
-        }
-        _ => panic!("pseudo header of mixed families"),
-    }
-    b
-}
-
-/// The transport checksum of `segment` (its checksum field zeroed).
-fn l4_csum(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> u16 {
-    let mut b = pseudo_header(src, dst, proto, segment.len());
-    b.extend(segment);
-    csum(&b)
-}
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;

@@ -9,19 +9,57 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 pub const TCP_RST: u8 = 0x04;
 
-/// One's complement fold of a 32-bit sum, complemented (a checksum).
-pub fn fold(mut sum: u32) -> u16 {
+/// Sum of big-endian 16-bit words (an odd last byte padded with zero).
+fn sum16(data: &[u8]) -> u64 {
+    data.chunks(2)
+        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+/// One's complement fold of a sum of 16-bit words.
+fn fold(mut sum: u64) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    sum as u16
 }
 
-/// Sum of big-endian 16-bit words (an odd last byte padded with zero).
-pub fn sum16(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
+/// The Internet checksum of `data` (checksum field zeroed by the caller).
+pub fn csum(data: &[u8]) -> u16 {
+    !fold(sum16(data))
+}
+
+/// Whether `data`, checksum field included, verifies.
+pub fn csum_ok(data: &[u8]) -> bool {
+    fold(sum16(data)) == 0xffff
+}
+
+/// The pseudo header a TCP, UDP or ICMPv6 checksum covers.
+pub fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Vec<u8> {
+    let mut b = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            b.extend(s.octets());
+            b.extend(d.octets());
+            b.extend([0, proto]);
+            b.extend((len as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            b.extend(s.octets());
+            b.extend(d.octets());
+            b.extend((len as u32).to_be_bytes());
+            b.extend([0, 0, 0, proto]);
+        }
+        _ => panic!("pseudo header of mixed families"),
+    }
+    b
+}
+
+/// The transport checksum of `segment` (its checksum field zeroed).
+pub fn l4_csum(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> u16 {
+    let mut b = pseudo_header(src, dst, proto, segment.len());
+    b.extend(segment);
+    csum(&b)
 }
 
 /// A TCP (`proto` 6, with `flags`) or UDP (17) packet from `src` to `dst`.
@@ -46,7 +84,7 @@ pub fn packet(
     let mut f = Vec::new();
     f.extend_from_slice(&LB_MAC);
     f.extend_from_slice(&CLIENT_MAC);
-    let pseudo: Vec<u8> = match (src.0, dst.0) {
+    match (src.0, dst.0) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             f.extend_from_slice(&[0x08, 0x00]);
             let mut ip = vec![0x45, 0];
@@ -54,14 +92,9 @@ pub fn packet(
             ip.extend_from_slice(&[0, 1, 0, 0, 64, proto, 0, 0]);
             ip.extend_from_slice(&s.octets());
             ip.extend_from_slice(&d.octets());
-            let c = fold(sum16(&ip));
+            let c = csum(&ip);
             ip[10..12].copy_from_slice(&c.to_be_bytes());
             f.extend_from_slice(&ip);
-            let mut p = s.octets().to_vec();
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(&[0, proto]);
-            p.extend_from_slice(&(len as u16).to_be_bytes());
-            p
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             f.extend_from_slice(&[0x86, 0xdd]);
@@ -70,18 +103,11 @@ pub fn packet(
             f.extend_from_slice(&[proto, 64]);
             f.extend_from_slice(&s.octets());
             f.extend_from_slice(&d.octets());
-            let mut p = s.octets().to_vec();
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(&(len as u32).to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0, proto]);
-            p
         }
         _ => panic!("mixed address families"),
     };
     let ck_off = if proto == 6 { 16 } else { 6 };
-    let mut all = pseudo;
-    all.extend_from_slice(&l4);
-    let c = fold(sum16(&all));
+    let c = l4_csum(src.0, dst.0, proto, &l4);
     l4[ck_off..ck_off + 2].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&l4);
     f

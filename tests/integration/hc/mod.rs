@@ -59,7 +59,7 @@ pub fn run_tc_on(
     Ok((opts.retval as i32, out))
 }
 
-use crate::common::frames::{fold, sum16};
+use crate::common::frames;
 
 /// The outer IP header of an encapsulated (or any IP) frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub fn outer(f: &[u8]) -> Option<Outer> {
                 tos: h[1],
                 len_field: u16::from_be_bytes([h[2], h[3]]),
                 hdr_len: usize::from(h[0] & 0x0f) * 4,
-                csum_ok: h[0] == 0x45 && fold(sum16(h)) == 0,
+                csum_ok: h[0] == 0x45 && frames::csum_ok(h),
                 id_frag: h[4..8].try_into().ok()?,
             })
         }
@@ -147,7 +147,7 @@ pub fn l4_csum_ok(p: &[u8]) -> bool {
         return false;
     }
     pseudo.extend_from_slice(l4);
-    fold(sum16(&pseudo)) == 0
+    frames::csum_ok(&pseudo)
 }
 
 /// Which captured frames a test waits for.
