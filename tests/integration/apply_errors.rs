@@ -6,17 +6,10 @@
 //! namespace of its own (`nsenter --net`, which keeps the host's bpffs),
 //! with a veth pair and no default route.
 
-use crate::common;
+use crate::common::{self, sh};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
 
 /// A network namespace with `tva`/`tvb` up, a pin directory and a
 /// directory for files, all removed when dropped.

@@ -5,7 +5,7 @@
 //! a veth pair and its own pin directory, and runs the real `katran` binary
 //! there with `nsenter --net` (which keeps the host's bpffs in view).
 
-use crate::common;
+use crate::common::{self, sh};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,13 +19,6 @@ struct Host {
     ns: String,
     pins: PathBuf,
     dir: PathBuf,
-}
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 impl Host {

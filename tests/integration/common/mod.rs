@@ -4,6 +4,7 @@ pub mod frames;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use katran::model::{Backend, Proto, Vip, VipFlags, VipKey};
 
@@ -30,6 +31,14 @@ pub fn privileged(name: &str) -> bool {
         return false;
     }
     true
+}
+
+/// Runs a command (program and arguments); its output, whatever its status.
+pub fn sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// Whether every tool is installed; skips with `needs TOOL` if not.
