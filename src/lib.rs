@@ -22,12 +22,3 @@ pub mod daemon;
 pub mod files;
 pub mod kernel;
 pub mod views;
-
-// TEMPORARY: the old top-level paths, until tests/ and benches/ use the layered ones.
-pub use apply::errors as apply_errors;
-pub use apply::reconcile;
-pub use cli::{drain, filediff, generate};
-pub use daemon::{config_watch, health, sdnotify};
-pub use files::{atomic_file, config_file, daemon_lock, flock_wait, status_file as daemon_status};
-pub use kernel::{announce, bpf, caps, gateway, live, markfwd, netlink, real, testrun};
-pub use views::{conn_fill, json, memory, metrics, metrics_server, stats, stats_view, status};

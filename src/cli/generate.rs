@@ -6,7 +6,7 @@
 //! then one subsection per visible command (its synopsis and options, also
 //! rendered by clap_mangen), then hand-written sections clap knows nothing
 //! of: SIGNALS, EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO. The committed
-//! `man/katran.8` is this output; `tests/manpage.rs` keeps it current.
+//! `man/katran.8` is this output; `tests/integration/manpage.rs` keeps it current.
 
 use std::fs;
 use std::io::{self, Write};

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use common::frames::{self, TCP_ACK, TCP_SYN};
 use katran::apply::{apply, read_live};
-use katran::bpf::kernel_store::KernelStore;
-use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::explain::{explain, Flow};
+use katran::kernel::bpf::kernel_store::KernelStore;
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::testrun::{run_once, XDP_PASS, XDP_TX};
 use katran::model::{MacAddr, Proto, RingKind, State, Vip, VipFlags};
 use katran::plan;
-use katran::testrun::{run_once, XDP_PASS, XDP_TX};
 use libbpf_rs::{MapCore, MapFlags, MapType};
 
 fn load(max_vips: u32, max_reals: u32) -> Dataplane {
@@ -391,7 +391,7 @@ fn a_recycled_real_index_inherits_no_connections() {
     if !common::privileged("recycled real index") {
         return;
     }
-    use katran::bpf::abi::{addr_words, types};
+    use katran::kernel::bpf::abi::{addr_words, types};
     let none = VipFlags::default();
     // room for 3 reals: the fourth distinct real must take a removed one's index
     let dp = load(2, 3);
@@ -510,7 +510,7 @@ fn the_vip_filter_and_cache_follow_the_vips() {
         }
         bits
     };
-    let bit = |a: &str| katran::bpf::abi::vip_filter_bit(ip(a));
+    let bit = |a: &str| katran::kernel::bpf::abi::vip_filter_bit(ip(a));
     let mut want = vec![bit("10.200.0.1"), bit("fc00::7")];
     want.sort();
     want.dedup();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use katran::apply::{apply, read_live};
-use katran::live::{self, Pins};
+use katran::kernel::live::{self, Pins};
 use katran::snapshot::Snapshot;
 use katran::store::MapStore;
 

@@ -12,9 +12,9 @@ use std::path::Path;
 
 use base64::Engine;
 use katran::apply::apply;
-use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::testrun::{run_once, verdict_name};
 use katran::model::{Backend, Encap, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_once, verdict_name};
 use serde_json::Value;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -109,7 +109,7 @@ fn replay(dir: &Path, file: &str, mode: Mode) -> (usize, usize, String) {
         forwarding_cpus: Some(Vec::new()), // the shared table only, as Katran's tester
         ..LoadOptions::default()
     };
-    katran::bpf::loader::route_libbpf_log();
+    katran::kernel::bpf::loader::route_libbpf_log();
     let _ = env_logger::builder().is_test(true).try_init();
     let dp = Dataplane::load(&options).expect("loading the balancer");
     let mut store = dp.store().unwrap();

@@ -12,12 +12,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_RST, TCP_SYN};
 use katran::apply::apply;
-use katran::bpf::abi::addr_words;
-use katran::bpf::abi::types::{self, lb_stat};
-use katran::bpf::loader::{Dataplane, LoadOptions};
-use katran::bpf::prev_ring;
+use katran::kernel::bpf::abi::addr_words;
+use katran::kernel::bpf::abi::types::{self, lb_stat};
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::bpf::prev_ring;
+use katran::kernel::testrun::{run_once, XDP_TX};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_once, XDP_TX};
 use libbpf_rs::MapHandle;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
@@ -81,7 +81,7 @@ fn load_ring(name: &str, entries: u32, ring_size: u32) -> Option<(Dataplane, Map
 }
 
 fn stat(stats: &MapHandle, which: lb_stat) -> u64 {
-    katran::stats::global_one(stats, which).expect("reading stats")
+    katran::views::stats::global_one(stats, which).expect("reading stats")
 }
 
 fn send(dp: &Dataplane, frame: &[u8]) -> Option<IpAddr> {

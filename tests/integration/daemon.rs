@@ -101,7 +101,7 @@ fn http_ok(tb: &Testbed, first_sport: u16, n: usize) -> std::collections::BTreeM
 }
 
 /// One SIGHUP reload, waited for: every reload asked for before it is done.
-fn settle(d: &Daemon) -> katran::daemon_status::DaemonStatus {
+fn settle(d: &Daemon) -> katran::files::status_file::DaemonStatus {
     let stamp = d.status_stamp();
     d.hangup().expect("SIGHUP");
     d.wait_status(stamp, WAIT, |s| {
@@ -268,7 +268,7 @@ fn daemon_keeps_last_good_config_on_broken_file() {
     println!("  broken file reported after {took:?}: {err}");
     assert_eq!(
         st.last_error_kind,
-        Some(katran::daemon_status::FailureKind::File)
+        Some(katran::files::status_file::FailureKind::File)
     );
     let place = format!("{}:{bad_line}:", d.config.display());
     assert!(err.contains(&place), "{err:?} does not name {place}");
@@ -350,7 +350,7 @@ fn daemon_keeps_last_good_config_on_broken_file() {
         .expect("the third failure");
     assert_eq!(
         st.last_error_kind,
-        Some(katran::daemon_status::FailureKind::Host)
+        Some(katran::files::status_file::FailureKind::Host)
     );
     let err3 = st.last_error.expect("last_error").message;
     println!("  refused by the host: {err3}");
@@ -510,7 +510,7 @@ fn daemon_100_reloads_lose_nothing() {
     for i in 1..=RELOADS {
         let (prev, next) = ((i - 1) % 3, i % 3);
         let limits = katran::store::Limits::for_sizes(4099, 256, 4096);
-        let summary = katran::filediff::between(&states[prev], &states[next], limits)
+        let summary = katran::cli::filediff::between(&states[prev], &states[next], limits)
             .expect("a plan")
             .summary();
         let stamp = d.status_stamp();
@@ -597,7 +597,7 @@ fn daemon_notices_concurrent_apply() {
     http_ok(&tb, 20000, 30);
 
     // Hold the lock: neither the daemon's reload nor the apply may write.
-    let lock = katran::live::lock(&d.pin_dir).expect("lock");
+    let lock = katran::kernel::live::lock(&d.pin_dir).expect("lock");
     let stamp = d.status_stamp();
     d.write_in_place(&file_b).expect("write");
     let apply_log = d.dir.join("apply.log");

@@ -8,10 +8,10 @@ use crate::common::{self, ip};
 use std::net::{IpAddr, Ipv6Addr};
 
 use katran::apply::apply;
-use katran::bpf::decap::{Decap, DecapStats, DEFAULT_GUE_PORT};
-use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::bpf::decap::{Decap, DecapStats, DEFAULT_GUE_PORT};
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::testrun::{run_once, verdict_name, XDP_DROP, XDP_PASS, XDP_TX};
 use katran::model::{Backend, Encap, MacAddr, Proto, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_once, verdict_name, XDP_DROP, XDP_PASS, XDP_TX};
 
 const VIP4: &str = "10.200.0.10";
 const VIP6: &str = "fd00:200::10";
@@ -96,7 +96,7 @@ struct Rig {
 
 impl Rig {
     fn new(gue_port: u16) -> Rig {
-        katran::bpf::loader::route_libbpf_log();
+        katran::kernel::bpf::loader::route_libbpf_log();
         let options = LoadOptions {
             ring_size: 13,
             max_vips: 4,

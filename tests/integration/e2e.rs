@@ -8,7 +8,7 @@ use crate::testbed;
 
 use std::net::IpAddr;
 
-use katran::bpf::abi::types::lb_stat;
+use katran::kernel::bpf::abi::types::lb_stat;
 use katran::model::{Backend, Encap, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use testbed::http::{get_many, serve_names};
 use testbed::{ip, Testbed, VIP4, VIP6};
@@ -43,7 +43,7 @@ fn vip(tb: &Testbed, addr: &str, reals: &[(IpAddr, u32)]) -> State {
 /// The balancer's XDP_TX counter, summed over CPUs.
 fn balancer_tx(tb: &Testbed) -> u64 {
     let maps = tb.dataplane().maps().expect("balancer maps");
-    katran::stats::global_one(&maps.stats, lb_stat::STAT_XDP_TX).expect("reading stats")
+    katran::views::stats::global_one(&maps.stats, lb_stat::STAT_XDP_TX).expect("reading stats")
 }
 
 /// `n` requests with curl (ephemeral source ports); the bodies.
@@ -226,7 +226,7 @@ fn e2e_ipv4_vip_ipv6_reals_and_gue() {
     // The same VIP over GUE (IPv6 outer), then an IPv6 VIP over GUE.
     let mut s = vip(&tb, VIP4, &reals);
     s.globals.encap = Encap::Gue {
-        port: katran::real::DEFAULT_GUE_PORT,
+        port: katran::kernel::real::DEFAULT_GUE_PORT,
         src_v4: tb.lb.v4,
         src_v6: tb.lb.v6,
     };

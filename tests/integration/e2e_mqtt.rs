@@ -25,8 +25,8 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use katran::bpf::abi::types::lb_stat;
 use katran::config::XdpMode;
+use katran::kernel::bpf::abi::types::lb_stat;
 use katran::model::{Backend, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use testbed::mqtt::{self, Session};
 use testbed::{ip, Testbed, VIP4};
@@ -128,7 +128,7 @@ fn table_counters(tb: &Testbed) -> String {
     ]
     .iter()
     .map(|(name, stat)| {
-        let per_cpu: Vec<u64> = katran::stats::global_per_cpu(&maps.stats)
+        let per_cpu: Vec<u64> = katran::views::stats::global_per_cpu(&maps.stats)
             .expect("reading stats")
             .iter()
             .map(|row| row[stat.0 as usize])

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use katran::live::Pins;
+use katran::kernel::live::Pins;
 use testbed::daemon::{katran_bin, Proc, ECHO_SERVER};
 use testbed::http::{CLIENT, SERVER};
 use testbed::netns;
@@ -116,9 +116,9 @@ impl Drop for Fleet {
                 .args(["down", "--force", "--pin-dir"])
                 .arg(&lb.pins)
                 .output();
-            let _ = std::fs::remove_file(katran::announce::drain_marker(&lb.pins));
-            let run = Path::new(katran::daemon_lock::RUN_DIR);
-            let _ = std::fs::remove_file(run.join(katran::daemon_lock::file_name(&lb.pins)));
+            let _ = std::fs::remove_file(katran::kernel::announce::drain_marker(&lb.pins));
+            let run = Path::new(katran::files::daemon_lock::RUN_DIR);
+            let _ = std::fs::remove_file(run.join(katran::files::daemon_lock::file_name(&lb.pins)));
             let _ = std::fs::remove_dir_all(&lb.pins);
         }
         self.router_bird = None;
@@ -456,10 +456,10 @@ impl Fleet {
         self.lbs
             .iter()
             .map(|lb| {
-                let store = katran::live::open(&Pins::new(&lb.pins))
+                let store = katran::kernel::live::open(&Pins::new(&lb.pins))
                     .expect("open")
                     .expect("pinned");
-                let s = katran::stats::snapshot(&store).expect("stats");
+                let s = katran::views::stats::snapshot(&store).expect("stats");
                 s.vips.values().map(|t| t.packets).sum()
             })
             .collect()
@@ -803,7 +803,8 @@ fn a_fleet_behind_ecmp_balances_drains_and_fails_over() {
     let pins1 = Pins::new(&f.lbs[1].pins);
     let t0 = Instant::now();
     loop {
-        let live = katran::apply::read_live(&katran::live::open(&pins1).unwrap().unwrap()).unwrap();
+        let live = katran::apply::read_live(&katran::kernel::live::open(&pins1).unwrap().unwrap())
+            .unwrap();
         if live.is_some_and(|l| l.vips.iter().any(|v| v.reals == want.vips[0].reals)) {
             break;
         }

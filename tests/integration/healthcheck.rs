@@ -18,7 +18,7 @@ use hc::{
     contains, outer, run_tc, run_tc_on, syn_to, Expect, Filter, TC_ACT_OK, TC_ACT_SHOT,
     TC_ACT_UNSPEC,
 };
-use katran::markfwd::{self, Control, HcStats, Mapping, Program, Sources};
+use katran::kernel::markfwd::{self, Control, HcStats, Mapping, Program, Sources};
 use katran::model::MacAddr;
 
 const GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
@@ -118,7 +118,7 @@ fn test_run_encapsulates_marked_packets() {
     if !common::privileged("healthcheck test_run") {
         return;
     }
-    katran::bpf::loader::route_libbpf_log();
+    katran::kernel::bpf::loader::route_libbpf_log();
     let p = Program::load().expect("loading the health-check program");
     let maps = p.maps().expect("maps");
     maps.set_control(&control(true)).expect("control");
@@ -199,7 +199,7 @@ fn netns_marked_datagrams_leave_encapsulated() {
     if !common::privileged("healthcheck netns") {
         return;
     }
-    katran::bpf::loader::route_libbpf_log();
+    katran::kernel::bpf::loader::route_libbpf_log();
     let pair = Pair::new().expect("namespaces");
     let gw = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
     let pin_dir = pair.pin_dir.clone();
@@ -357,7 +357,7 @@ fn netns_tcp_check_reaches_the_real() {
     if !common::privileged("healthcheck tcp round trip") {
         return;
     }
-    katran::bpf::loader::route_libbpf_log();
+    katran::kernel::bpf::loader::route_libbpf_log();
     let pair = Pair::new().expect("namespaces");
     // Offloads on: TCP hands the hook GSO frames far above the MTU.
     hc::netns::exec(&pair.a, &["ethtool", "-K", "va", "tx", "on"]).expect("ethtool");
@@ -399,7 +399,7 @@ fn test_run_drops_what_outgrows_the_mtu() {
     if !common::privileged("healthcheck mtu") {
         return;
     }
-    katran::bpf::loader::route_libbpf_log();
+    katran::kernel::bpf::loader::route_libbpf_log();
     let pair = Pair::new().expect("namespaces");
     let p = Program::load().expect("loading the health-check program");
     let maps = p.maps().expect("maps");
@@ -434,7 +434,7 @@ fn test_run_drops_what_outgrows_the_mtu() {
     };
     let results = pair
         .in_a(|| {
-            let idx = katran::bpf::attach::ifindex("va")?;
+            let idx = katran::kernel::bpf::attach::ifindex("va")?;
             let mut v = Vec::new();
             for (mark, len) in [(MARK4, 1480), (MARK4, 1481), (MARK6, 1460), (MARK6, 1461)] {
                 let (verdict, out) = run_tc_on(&prog, &udp(len), mark, idx)?;

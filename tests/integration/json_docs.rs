@@ -130,15 +130,15 @@ impl Drop for Cleanup {
     }
 }
 
-fn pin_all(dp: &katran::bpf::loader::Dataplane, dir: &Path) {
-    katran::bpf::attach::ensure_bpffs(dir).expect("bpffs");
+fn pin_all(dp: &katran::kernel::bpf::loader::Dataplane, dir: &Path) {
+    katran::kernel::bpf::attach::ensure_bpffs(dir).expect("bpffs");
     std::fs::create_dir_all(dir.join("maps")).expect("maps dir");
     let maps = dp.maps().expect("maps");
     for (name, h) in maps.named() {
-        katran::bpf::attach::pin(h.as_fd(), &dir.join("maps").join(name)).expect("pin");
+        katran::kernel::bpf::attach::pin(h.as_fd(), &dir.join("maps").join(name)).expect("pin");
     }
     let stamp = dp.stamp_map().expect("stamp");
-    katran::bpf::attach::pin(stamp.as_fd(), &dir.join("maps/lb_stamp")).expect("pin stamp");
+    katran::kernel::bpf::attach::pin(stamp.as_fd(), &dir.join("maps/lb_stamp")).expect("pin stamp");
 }
 
 #[test]
@@ -147,13 +147,14 @@ fn live_documents_follow_their_schema() {
         return;
     }
     use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-    let dp = katran::bpf::loader::Dataplane::load(&katran::bpf::loader::LoadOptions {
-        max_vips: 16,
-        max_reals: 64,
-        forwarding_cpus: Some(Vec::new()),
-        ..Default::default()
-    })
-    .expect("load");
+    let dp =
+        katran::kernel::bpf::loader::Dataplane::load(&katran::kernel::bpf::loader::LoadOptions {
+            max_vips: 16,
+            max_reals: 64,
+            forwarding_cpus: Some(Vec::new()),
+            ..Default::default()
+        })
+        .expect("load");
     let mut store = dp.store().expect("store");
     let key = VipKey {
         addr: "10.200.0.1".parse().expect("ip"),
@@ -183,14 +184,14 @@ fn live_documents_follow_their_schema() {
         std::env::temp_dir().join(format!("ops16-json-{}-status.json", std::process::id()));
     let _cleanup = Cleanup(vec![dir.clone(), status_file.clone()]);
     pin_all(&dp, &dir);
-    let mut daemon = katran::daemon_status::DaemonStatus {
+    let mut daemon = katran::files::status_file::DaemonStatus {
         pid: std::process::id(),
         config: "/etc/katran.toml".into(),
         attached: vec![("eth9".into(), "native".into())],
         reloads_ok: 2,
         ..Default::default()
     };
-    let mut h = katran::health::tracker::RealHealth::new(1);
+    let mut h = katran::daemon::health::tracker::RealHealth::new(1);
     h.healthy = false;
     h.last_error = Some("connection refused".into());
     daemon.health.push((key.to_string(), "10.1.0.2".into(), h));

@@ -8,7 +8,7 @@ use std::path::Path;
 fn committed_man_page_matches_the_cli() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/katran.8");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    let generated = katran::generate::man_page();
+    let generated = katran::cli::generate::man_page();
     if committed != generated {
         let line = committed
             .lines()

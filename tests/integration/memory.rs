@@ -7,7 +7,7 @@ use crate::common;
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
 
 /// The kernel's memlock of every map of `dp`, in bytes.
 fn kernel_memlock(dp: &Dataplane) -> u64 {
@@ -67,12 +67,12 @@ fn stated_memory_matches_the_kernels_accounting() {
     for (name, o) in cases {
         let dp = Dataplane::load(&o).expect("load");
         let kernel = kernel_memlock(&dp) as f64;
-        let stated = katran::memory::of(&o, cpus).total as f64;
+        let stated = katran::views::memory::of(&o, cpus).total as f64;
         let off = (stated - kernel).abs() / kernel;
         println!(
             "memory {name}: stated {}, kernel {} ({:.1}% apart)",
-            katran::memory::human(stated as u64),
-            katran::memory::human(kernel as u64),
+            katran::views::memory::human(stated as u64),
+            katran::views::memory::human(kernel as u64),
             off * 100.0
         );
         assert!(

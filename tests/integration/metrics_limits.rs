@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn server() -> SocketAddr {
     let pins =
         std::env::temp_dir().join(format!("katran-test-{}-metrics-absent", std::process::id()));
-    katran::metrics::serve("127.0.0.1:0".parse().expect("addr"), pins, None).expect("serve")
+    katran::views::metrics::serve("127.0.0.1:0".parse().expect("addr"), pins, None).expect("serve")
 }
 
 /// Everything the server sends until it closes.
@@ -87,7 +87,7 @@ fn a_huge_request_line_is_cut_off_at_the_limit() {
     // Just over the limit, then nothing more: the answer is 431.
     let mut conn = TcpStream::connect(addr).expect("connect");
     let mut line = b"GET /".to_vec();
-    line.resize(katran::metrics_server::MAX_HEAD + 1024, b'a');
+    line.resize(katran::views::metrics_server::MAX_HEAD + 1024, b'a');
     conn.write_all(&line).expect("request");
     let got = read_all(&mut conn);
     assert!(got.starts_with("HTTP/1.1 431 "), "{got}");

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use common::frames::{self, TCP_ACK, TCP_SYN};
 use common::{ip, vip};
 use katran::apply::apply;
-use katran::bpf::attach::{ensure_bpffs, pin};
-use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::explain::{explain_cached, Flow, RingCache};
+use katran::kernel::bpf::attach::{ensure_bpffs, pin};
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::testrun::{run_once, XDP_DROP, XDP_PASS, XDP_TX};
 use katran::model::{MacAddr, Proto, RingKind, State, Vip, VipFlags};
-use katran::stats::snapshot;
-use katran::testrun::{run_once, XDP_DROP, XDP_PASS, XDP_TX};
+use katran::views::stats::snapshot;
 use std::os::fd::AsFd;
 
 fn load() -> Dataplane {
@@ -85,7 +85,7 @@ fn base_state() -> State {
 /// order, summed over all of them, and an index the map lacks is `None`.
 #[test]
 fn per_cpu_copies_are_read_in_order_and_summed() {
-    use katran::bpf::percpu;
+    use katran::kernel::bpf::percpu;
     use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
     if !common::privileged("per-CPU reader") {
         return;
@@ -217,7 +217,7 @@ fn vip_real_counters_split_a_real_between_its_vips() {
         let sum: u64 = v.reals.iter().map(|b| pair(v, b.addr)).sum();
         assert_eq!(sum, u64::from(n), "{}", v.key);
     }
-    let text = katran::metrics::render(&katran::metrics::Inputs {
+    let text = katran::views::metrics::render(&katran::views::metrics::Inputs {
         snapshot: &snap,
         build: "test",
         live: None,
@@ -371,19 +371,19 @@ fn metrics_parse_and_match_stats() {
         std::process::id()
     ));
     let _status_cleanup = scopeguard(status_file.clone());
-    let mut daemon = katran::daemon_status::DaemonStatus {
+    let mut daemon = katran::files::status_file::DaemonStatus {
         reloads_ok: 3,
         reloads_failed: 1,
         generation: 5,
         ..Default::default()
     };
-    let mut failing = katran::health::tracker::RealHealth::new(0);
+    let mut failing = katran::daemon::health::tracker::RealHealth::new(0);
     failing.healthy = false;
     daemon
         .health
         .push(("10.200.0.1:80/tcp".into(), "10.1.0.2".into(), failing));
     daemon.write(&status_file).unwrap();
-    let addr = katran::metrics::serve(
+    let addr = katran::views::metrics::serve(
         "127.0.0.1:0".parse().unwrap(),
         dir.clone(),
         Some(status_file.clone()),
@@ -455,7 +455,7 @@ fn metrics_parse_and_match_stats() {
     assert_eq!(values("katran_reloads_total", &[("result", "ok")]), 3.0);
     assert_eq!(values("katran_reloads_total", &[("result", "failed")]), 1.0);
     assert_eq!(value("katran_config_generation", None), 5.0);
-    let stamp = katran::bpf::STAMP;
+    let stamp = katran::kernel::bpf::STAMP;
     assert_eq!(
         values(
             "katran_build_info",

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use katran::bpf::{attach, bpffs};
+use katran::kernel::bpf::{attach, bpffs};
 use libbpf_rs::{MapHandle, MapType};
 
 /// A directory removed (with whatever is pinned in it) on drop.
@@ -188,9 +188,9 @@ fn the_apply_lock_is_not_waited_for_forever() {
     }
     let dir = Dir::tmp("lock");
     fs::create_dir_all(&dir.0).expect("mkdir");
-    let held = katran::live::lock(&dir.0).expect("first lock");
+    let held = katran::kernel::live::lock(&dir.0).expect("first lock");
     let other = fs::File::open(&dir.0).expect("open");
-    let err = katran::flock_wait::exclusive(&other, &dir.0, Duration::from_millis(300))
+    let err = katran::files::flock_wait::exclusive(&other, &dir.0, Duration::from_millis(300))
         .expect_err("the lock is held");
     let msg = format!("{err:#}");
     assert!(
@@ -198,7 +198,8 @@ fn the_apply_lock_is_not_waited_for_forever() {
         "{msg}"
     );
     drop(held);
-    katran::flock_wait::exclusive(&other, &dir.0, Duration::from_secs(30)).expect("free now");
+    katran::files::flock_wait::exclusive(&other, &dir.0, Duration::from_secs(30))
+        .expect("free now");
 }
 
 /// Without CAP_BPF / CAP_PERFMON (dropped from the bounding set, so even

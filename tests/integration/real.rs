@@ -8,7 +8,7 @@ use crate::testbed;
 use std::path::PathBuf;
 
 use katran::config::XdpMode;
-use katran::real;
+use katran::kernel::real;
 use testbed::netns;
 
 /// Two namespaces joined by a veth (`va` in the first, `vb` in the second),
@@ -128,7 +128,7 @@ fn real_setup_is_idempotent() {
         assert_eq!(v.trim(), "0", "{path}");
     }
     let e = netns::within(&pair.0, || {
-        katran::netlink::replace_address("nosuch0", "10.200.0.10".parse()?, 32)
+        katran::kernel::netlink::replace_address("nosuch0", "10.200.0.10".parse()?, 32)
     })
     .expect_err("no such interface");
     let e = format!("{e:#}");

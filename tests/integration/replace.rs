@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use katran::bpf::attach;
-use katran::live::{self, Pins};
+use katran::kernel::bpf::attach;
+use katran::kernel::live::{self, Pins};
 use katran::plan::host::LoadShape;
 use testbed::daemon::{serve_echo, vip_table, Daemon, EchoConn, Proc, UdpStream};
 use testbed::http::serve_names;
@@ -351,7 +351,7 @@ fn replacing_the_dataplane_under_traffic_drops_nothing() {
         live::stamp(&Pins::new(&b.d.pin_dir))
             .expect("stamp")
             .as_deref(),
-        Some(katran::bpf::STAMP)
+        Some(katran::kernel::bpf::STAMP)
     );
 
     let file = b.file(&head(&b, "shared", 65536, 8, 4099), &[4, 1, 1]);
@@ -398,8 +398,8 @@ fn a_failure_at_any_step_of_a_replacement_leaves_the_old_dataplane_forwarding() 
     if !can_run("failures") {
         return;
     }
-    use katran::reconcile::replace::Step;
-    use katran::reconcile::{commit_checked, prepare, Purpose, Verdicts};
+    use katran::apply::reconcile::replace::Step;
+    use katran::apply::reconcile::{commit_checked, prepare, Purpose, Verdicts};
     let mut b = Bed::new();
     // two more interfaces in the LB: one to detach, one to attach
     for cmd in [

@@ -12,10 +12,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use common::frames::{packet, tcp, TCP_ACK, TCP_SYN};
 use katran::apply::apply;
-use katran::bpf::abi::types::lb_stat;
-use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::bpf::abi::types::lb_stat;
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::testrun::{run_once, XDP_TX};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_once, XDP_TX};
 use libbpf_rs::MapHandle;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -70,7 +70,7 @@ fn quic_payload(id: u32) -> Vec<u8> {
 }
 
 fn stat(stats: &MapHandle, which: lb_stat) -> u64 {
-    katran::stats::global_one(stats, which).expect("reading stats")
+    katran::views::stats::global_one(stats, which).expect("reading stats")
 }
 
 #[test]

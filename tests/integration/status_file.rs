@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 
 use common::Scratch;
 
-use katran::daemon_status::DaemonStatus;
+use katran::files::status_file::DaemonStatus;
 
 /// A scratch directory named after this process, removed on drop.
 fn status() -> DaemonStatus {

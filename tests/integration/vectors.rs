@@ -14,10 +14,10 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use katran::apply::apply;
-use katran::bpf::abi::types::lb_stat;
-use katran::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::bpf::abi::types::lb_stat;
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
+use katran::kernel::testrun::{run_once, verdict_name, XDP_DROP, XDP_PASS, XDP_TX};
 use katran::model::{Backend, Encap, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use katran::testrun::{run_once, verdict_name, XDP_DROP, XDP_PASS, XDP_TX};
 use libbpf_rs::MapHandle;
 
 // ---- the setup ---------------------------------------------------------------
@@ -147,7 +147,7 @@ impl Lb {
     }
 
     fn stat(&self, which: lb_stat) -> u64 {
-        katran::stats::global_one(&self.stats, which).expect("reading stats")
+        katran::views::stats::global_one(&self.stats, which).expect("reading stats")
     }
 }
 

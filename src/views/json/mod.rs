@@ -2,7 +2,7 @@
 //! structs: one module per document, each with a `format_version` that
 //! changes only when a field changes meaning or goes away. They are
 //! documented, with their JSON Schemas, in docs/json.md and docs/json/;
-//! tests/json_docs.rs checks real output against those schemas. The plan's
+//! tests/integration/json_docs.rs checks real output against those schemas. The plan's
 //! document is `plan::Plan` itself (docs/plan.md).
 
 pub mod check;

@@ -12,7 +12,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 
-use katran::markfwd::Sources;
+use katran::kernel::markfwd::Sources;
 use libbpf_rs::libbpf_sys;
 
 /// tc verdicts.

@@ -94,7 +94,7 @@ impl Pair {
     /// An AF_PACKET socket receiving every frame arriving on `vb` in `b`.
     pub fn capture(&self) -> Result<Capture> {
         netns::within(&self.b, || {
-            let idx = katran::bpf::attach::ifindex("vb")?;
+            let idx = katran::kernel::bpf::attach::ifindex("vb")?;
             let proto = (libc::ETH_P_ALL as u16).to_be();
             // SAFETY: plain socket creation.
             let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
@@ -249,7 +249,7 @@ fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, u32) {
 impl Drop for Pair {
     fn drop(&mut self) {
         let pin_dir = self.pin_dir.clone();
-        let _ = netns::within(&self.a, move || katran::markfwd::down(&pin_dir));
+        let _ = netns::within(&self.a, move || katran::kernel::markfwd::down(&pin_dir));
         let _ = std::fs::remove_dir_all(&self.pin_dir);
         netns::delete(&self.a);
         netns::delete(&self.b);

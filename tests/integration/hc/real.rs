@@ -11,9 +11,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use katran::bpf::attach::attach_xdp;
-use katran::bpf::decap::{Decap, DecapStats, DEFAULT_GUE_PORT};
 use katran::config::XdpMode;
+use katran::kernel::bpf::attach::attach_xdp;
+use katran::kernel::bpf::decap::{Decap, DecapStats, DEFAULT_GUE_PORT};
 
 use super::netns;
 use super::pair::Pair;

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use katran::apply::read_live;
-use katran::daemon_status::DaemonStatus;
-use katran::live::{self, Pins};
+use katran::files::status_file::DaemonStatus;
+use katran::kernel::live::{self, Pins};
 use katran::model::{MacAddr, State};
 
 use super::Testbed;
@@ -94,9 +94,9 @@ fn remove_pins(dir: &Path) {
         let _ = fs::remove_dir_all(dir);
     }
     // what a daemon (even a killed one) and a drain leave under /run/katran
-    let run = Path::new(katran::daemon_lock::RUN_DIR);
-    let _ = fs::remove_file(run.join(katran::daemon_lock::file_name(dir)));
-    let _ = fs::remove_file(katran::announce::drain_marker(dir));
+    let run = Path::new(katran::files::daemon_lock::RUN_DIR);
+    let _ = fs::remove_file(run.join(katran::files::daemon_lock::file_name(dir)));
+    let _ = fs::remove_file(katran::kernel::announce::drain_marker(dir));
 }
 
 /// One `[[vip]]` table: `address` is `ADDR:PORT` or `[ADDR6]:PORT`.

@@ -25,10 +25,10 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use katran::apply::{apply, ApplyReport};
-use katran::bpf::attach::{attach_xdp, Attached};
-use katran::bpf::decap::{Decap, DecapStats, DEFAULT_GUE_PORT};
-use katran::bpf::loader::{Dataplane, LoadOptions};
 use katran::config::XdpMode;
+use katran::kernel::bpf::attach::{attach_xdp, Attached};
+use katran::kernel::bpf::decap::{Decap, DecapStats, DEFAULT_GUE_PORT};
+use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
 use katran::model::{MacAddr, State};
 
 pub const VIP4: &str = "10.200.0.10";
@@ -271,7 +271,7 @@ impl Testbed {
             netns::ip_batch(&real.ns, &end(real, 1600, "10.201.0.1", "fd00:201::1", 24))?;
             for vip in &b.vips {
                 let vip = *vip;
-                netns::within(&real.ns, move || katran::real::setup(vip))
+                netns::within(&real.ns, move || katran::kernel::real::setup(vip))
                     .with_context(|| format!("setting up real {}", real.ns))?;
             }
         }
