@@ -134,19 +134,25 @@ fi
 quiet "man --warnings katran.8" man --warnings -l "$mandir/man8/katran.8.gz"
 quiet "man --warnings katran.toml.5" man --warnings -l "$mandir/man5/katran.toml.5.gz"
 
-# Completions: each parses in its shell (zsh and fish only where installed).
+# Completions: each parses in its shell (scripts/deps.sh installs zsh and
+# fish; without them the check is skipped, or fails under
+# KATRAN_REQUIRE_PRIVILEGED=1 as in CI).
 check "bash completion" bash -c \
     'source /usr/share/bash-completion/completions/katran && complete -p katran'
-if command -v zsh >/dev/null; then
-    check "zsh completion parses" zsh -n /usr/share/zsh/vendor-completions/_katran
-else
-    echo "skipped: zsh completion: zsh not installed"
-fi
-if command -v fish >/dev/null; then
-    check "fish completion parses" fish --no-execute /usr/share/fish/vendor_completions.d/katran.fish
-else
-    echo "skipped: fish completion: fish not installed"
-fi
+shell_check() {
+    local shell=$1 name=$2
+    shift 2
+    if command -v "$shell" >/dev/null; then
+        check "$name" "$@"
+    elif [ "${KATRAN_REQUIRE_PRIVILEGED:-}" = 1 ]; then
+        fail "$name: $shell not installed (KATRAN_REQUIRE_PRIVILEGED=1 forbids skipping)"
+    else
+        echo "skipped: $name: $shell not installed"
+    fi
+}
+shell_check zsh "zsh completion parses" zsh -n /usr/share/zsh/vendor-completions/_katran
+shell_check fish "fish completion parses" \
+    fish --no-execute /usr/share/fish/vendor_completions.d/katran.fish
 
 # --- removed, then purged --------------------------------------------------
 check "dpkg -r katran" dpkg -r katran

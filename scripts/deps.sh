@@ -7,10 +7,11 @@
 # daemon of the fleet test (tests/integration/fleet.rs, scripts/demo-fleet); prometheus
 # ships promtool, which checks the /metrics output; python3 (3.11, tomllib)
 # and bpftool load Katran's program beside ours in the benchmark;
-# clang-format checks the style of bpf/ (bpf/.clang-format).
+# clang-format checks the style of bpf/ (bpf/.clang-format); zsh and fish
+# check that the package's completions parse.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus clang-format)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus clang-format zsh fish)
 
 missing=()
 for p in "${packages[@]}"; do
