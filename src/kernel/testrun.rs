@@ -27,12 +27,29 @@ pub fn verdict_name(v: u32) -> &'static str {
 
 /// One run (`repeat = 1`) into `out`: verdict, output length, kernel time.
 pub fn run_into(prog: &impl AsFd, frame: &[u8], out: &mut [u8]) -> Result<(u32, usize, Duration)> {
+    run_with_context(prog, frame, &[], out)
+}
+
+/// As [`run_into`], with a program context given as bytes (a tc program's
+/// `struct __sk_buff`, which the kernel completes with zeros); empty: none.
+pub fn run_with_context(
+    prog: &impl AsFd,
+    frame: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) -> Result<(u32, usize, Duration)> {
     let mut opts = libbpf_sys::bpf_test_run_opts {
         sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
         data_in: frame.as_ptr().cast(),
         data_size_in: frame.len() as u32,
         data_out: out.as_mut_ptr().cast(),
         data_size_out: out.len() as u32,
+        ctx_in: if context.is_empty() {
+            std::ptr::null()
+        } else {
+            context.as_ptr().cast()
+        },
+        ctx_size_in: context.len() as u32,
         repeat: 1,
         ..Default::default()
     };

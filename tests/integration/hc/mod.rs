@@ -10,10 +10,9 @@ pub use crate::testbed::netns;
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use katran::kernel::markfwd::Sources;
-use libbpf_rs::libbpf_sys;
 
 /// tc verdicts.
 pub const TC_ACT_UNSPEC: i32 = -1;
@@ -38,25 +37,19 @@ pub fn run_tc_on(
     let mut ctx = [0u32; 11];
     ctx[2] = mark;
     ctx[10] = ifindex;
+    let ctx: Vec<u8> = ctx.iter().flat_map(|w| w.to_ne_bytes()).collect();
     let mut out = vec![0u8; frame.len() + 128];
-    let mut opts = libbpf_sys::bpf_test_run_opts {
-        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
-        data_in: frame.as_ptr().cast(),
-        data_size_in: frame.len() as u32,
-        data_out: out.as_mut_ptr().cast(),
-        data_size_out: out.len() as u32,
-        ctx_in: ctx.as_ptr().cast(),
-        ctx_size_in: size_of_val(&ctx) as u32,
-        repeat: 1,
-        ..Default::default()
-    };
-    // SAFETY: the buffers outlive the call and their sizes are given.
-    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_fd().as_raw_fd(), &mut opts) };
-    if ret < 0 {
-        return Err(io::Error::from_raw_os_error(-ret));
-    }
-    out.truncate(opts.data_size_out as usize);
-    Ok((opts.retval as i32, out))
+    let (verdict, len, _) = katran::kernel::testrun::run_with_context(prog, frame, &ctx, &mut out)
+        .map_err(|e| {
+            e.downcast_ref::<io::Error>()
+                .and_then(io::Error::raw_os_error)
+                .map_or_else(
+                    || io::Error::other(format!("{e:#}")),
+                    io::Error::from_raw_os_error,
+                )
+        })?;
+    out.truncate(len);
+    Ok((verdict as i32, out))
 }
 
 use crate::common::frames;
