@@ -413,7 +413,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let Some(pin_dir) = place.resolve() else {
                 return Ok(ExitCode::FAILURE);
             };
-            crate::views::stats_view::run(&pin_dir, interval, watch, json)?;
+            crate::views::rates::run(&pin_dir, interval, watch, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain {

@@ -7,6 +7,6 @@ pub mod json;
 pub mod memory;
 pub mod metrics;
 pub mod metrics_server;
+pub mod rates;
 pub mod stats;
-pub mod stats_view;
 pub mod status;
