@@ -4,12 +4,11 @@
 //! Counting reads the whole table, one system call per set or key, so a
 //! table above [`MAX_COUNTED`] is given with its capacity only.
 
-use anyhow::{Context, Result};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use anyhow::Result;
+use libbpf_rs::{MapCore, MapHandle};
 
-use crate::kernel::bpf::abi::{from_bytes, types};
+use crate::kernel::bpf::abi::types;
 use crate::kernel::bpf::kernel_store::KernelStore;
-use crate::kernel::bpf::percpu;
 
 /// Entries (per-CPU sets, shared-table keys) read at most per scrape; a
 /// larger table's entries are not counted.
@@ -24,36 +23,6 @@ pub struct Fill {
     pub capacity: u64,
     /// Flows in it now; `None` when the table is too large to count.
     pub entries: Option<u64>,
-}
-
-/// CPUs with a table of their own in `conn_sets`.
-fn own_table_cpus(map: &MapHandle) -> Result<u64> {
-    let mut n = 0;
-    for cpu in 0..map.max_entries() {
-        let v = map
-            .lookup(&cpu.to_ne_bytes(), MapFlags::ANY)
-            .context("reading conn_cpus")?;
-        if v.and_then(|b| from_bytes::<u32>(&b)) == Some(1) {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-/// Ways in use over every CPU's copy of every set.
-fn per_cpu_entries(sets: &MapHandle) -> Result<u64> {
-    let mut n = 0;
-    for idx in 0..sets.max_entries() {
-        let copies = percpu::copies::<types::conn_set>(sets, idx)
-            .context("reading a connection-table set")?
-            .unwrap_or_default();
-        n += copies
-            .iter()
-            .flat_map(|s| s.way)
-            .filter(|w| w.entry.real != 0)
-            .count() as u64;
-    }
-    Ok(n)
 }
 
 fn shared(table: &'static str, map: &MapHandle) -> Fill {
@@ -71,7 +40,7 @@ fn shared(table: &'static str, map: &MapHandle) -> Fill {
 pub fn read(store: &KernelStore) -> Result<Vec<Fill>> {
     let m = &store.maps;
     let mut out = Vec::new();
-    let cpus = own_table_cpus(&m.conn_cpus)?;
+    let cpus = store.conn_cpus()?.len() as u64;
     if cpus > 0 {
         let sets = m.conn_sets.max_entries();
         let per_cpu = u64::from(sets) * u64::from(types::conn_layout::CONN_WAYS.0);
@@ -79,7 +48,16 @@ pub fn read(store: &KernelStore) -> Result<Vec<Fill>> {
             table: "per-cpu",
             capacity: per_cpu * cpus,
             entries: if sets <= MAX_COUNTED {
-                Some(per_cpu_entries(&m.conn_sets)?)
+                let mut n = 0;
+                store.each_conn_set(|_, copies| {
+                    n += copies
+                        .iter()
+                        .flat_map(|s| s.way)
+                        .filter(|w| w.entry.real != 0)
+                        .count() as u64;
+                    false
+                })?;
+                Some(n)
             } else {
                 None
             },

@@ -11,7 +11,7 @@ use std::mem::size_of;
 use serde::Serialize;
 
 use crate::kernel::bpf::abi::types;
-use crate::kernel::bpf::loader::{conn_sets, LoadOptions};
+use crate::kernel::bpf::loader::LoadOptions;
 
 /// `katran check` warns when a file pins more than this (1 GiB).
 pub const WARN_ABOVE: u64 = 1 << 30;
@@ -68,30 +68,16 @@ fn hash<K, V>(entries: u32) -> u64 {
     buckets(entries) + u64::from(entries) * (HTAB_ELEM + up8(size_of::<K>()) + up8(size_of::<V>()))
 }
 
-/// Entries of `vip_real_stats` (as the loader sizes it).
-fn vip_real_entries(o: &LoadOptions) -> u32 {
-    if o.vip_real_counters {
-        o.max_vips.saturating_mul(o.max_reals + 1)
-    } else {
-        1
-    }
-}
-
 /// The memory a dataplane loaded with `o` pins on a machine of `cpus`
 /// possible CPUs.
 pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
-    let shared_only = o.forwarding_cpus.as_ref().is_some_and(Vec::is_empty);
-    let nsets = if shared_only {
-        1
-    } else {
-        conn_sets(o.conn_table_size)
-    };
+    let nsets = o.conn_nsets();
     let rings = array::<u32>(2 * o.max_vips * o.ring_size);
     let conn_tables = per_cpu_array::<types::conn_set>(nsets, cpus);
     let counters = per_cpu_array::<types::lb_counters>(1, cpus)
         + per_cpu_array::<types::traffic_counter>(o.max_vips, cpus)
         + per_cpu_array::<types::traffic_counter>(o.max_reals + 1, cpus)
-        + per_cpu_array::<types::traffic_counter>(vip_real_entries(o), cpus)
+        + per_cpu_array::<types::traffic_counter>(o.vip_real_entries().unwrap_or(u32::MAX), cpus)
         + per_cpu_array::<types::rate_state>(1, cpus);
     let per_cpu = (conn_tables + counters) / u64::from(cpus.max(1));
     let shared_table = hash::<types::flow_key4, types::conn_entry>(o.fallback_table_size)

@@ -379,7 +379,7 @@ impl KernelStore {
 
     /// The sizes and connection-table layout this dataplane was loaded with.
     /// CPUs with a connection table of their own (in `conn_sets`).
-    fn conn_cpus(&self) -> Result<std::collections::BTreeSet<u32>> {
+    pub fn conn_cpus(&self) -> Result<std::collections::BTreeSet<u32>> {
         Ok(all::<u32, u32>(&self.maps.conn_cpus)?
             .into_iter()
             .filter(|(_, own)| *own == 1)
@@ -414,7 +414,10 @@ impl KernelStore {
     /// Reading and writing a set are separate system calls: a flow the
     /// program inserts into that set in between is lost again (its next
     /// packet is a table miss).
-    fn each_conn_set(&self, mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool) -> Result<()> {
+    pub fn each_conn_set(
+        &self,
+        mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool,
+    ) -> Result<()> {
         if self.conn_cpus()?.is_empty() {
             return Ok(());
         }

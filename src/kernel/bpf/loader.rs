@@ -46,6 +46,32 @@ impl Default for LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// No CPU has a table of its own: every CPU uses the shared one.
+    pub fn shared_only(&self) -> bool {
+        self.forwarding_cpus.as_ref().is_some_and(Vec::is_empty)
+    }
+
+    /// Sets of `conn_sets` (one when no CPU uses them).
+    pub fn conn_nsets(&self) -> u32 {
+        if self.shared_only() {
+            1
+        } else {
+            conn_sets(self.conn_table_size)
+        }
+    }
+
+    /// Entries of `vip_real_stats`: a row of `max_reals + 1` per VIP when
+    /// counted, else one; `None` when that does not fit a map.
+    pub fn vip_real_entries(&self) -> Option<u32> {
+        if self.vip_real_counters {
+            self.max_vips.checked_mul(self.max_reals + 1)
+        } else {
+            Some(1)
+        }
+    }
+}
+
 /// Sets in a per-CPU connection table of `entries` flows.
 pub fn conn_sets(entries: u32) -> u32 {
     (entries / types::conn_layout::CONN_WAYS.0).max(1)
@@ -106,25 +132,17 @@ impl Dataplane {
             .context("balancer object has no read-only data")?;
         rodata.ring_size = o.ring_size;
         // No per-CPU table at all: the program goes to the shared one directly.
-        let shared_only = o.forwarding_cpus.as_ref().is_some_and(Vec::is_empty);
-        rodata.shared_table_only = u8::from(shared_only);
-        // No CPU uses the per-CPU sets with the shared table only: one set.
-        let nsets = if shared_only {
-            1
-        } else {
-            conn_sets(o.conn_table_size)
-        };
+        rodata.shared_table_only = u8::from(o.shared_only());
+        let nsets = o.conn_nsets();
         let seed = random_u32()?;
         rodata.conn_nsets = nsets;
         rodata.conn_seed = seed;
-        let vip_real_entries = if o.vip_real_counters {
+        let vip_real_entries = o
+            .vip_real_entries()
+            .context("max_vips x (max_reals + 1) per-(VIP, real) counters exceed 2^32")?;
+        if o.vip_real_counters {
             rodata.vip_real_slots = o.max_reals + 1;
-            o.max_vips
-                .checked_mul(o.max_reals + 1)
-                .context("max_vips x (max_reals + 1) per-(VIP, real) counters exceed 2^32")?
-        } else {
-            1
-        };
+        }
         let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
         let m = &mut open.maps;
         let sizes = [

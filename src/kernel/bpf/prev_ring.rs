@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
 use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapHandle, MapType};
@@ -112,7 +113,7 @@ pub fn install(
     }
     mem.set(L::PREV_RING_SIZE.0 as usize, size);
     mem.set(L::PREV_RING_UNTIL.0 as usize, clock_units()? + LIFETIME);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&inner)) as u32;
+    let fd = inner.as_fd().as_raw_fd() as u32;
     outer
         .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
         .context("lending the old rings to the new dataplane")?;
