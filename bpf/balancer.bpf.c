@@ -163,7 +163,7 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	if (!real)
 		real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
-	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)))
+	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)) && may_store(p, ctl))
 		conn_store(loc, p, real, ctl);
 	return chosen(p, real);
 }

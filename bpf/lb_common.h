@@ -20,8 +20,10 @@ const volatile __u32 ring_size = 65537;
 /* 1: no CPU has a table of its own (conn_table = "shared"), so the shared
  * table is used without trying a per-CPU one first. */
 const volatile __u8 shared_table_only = 0;
-/* Sets in each per-CPU connection table, and the secret seed of conn_hash. */
+/* Sets in each per-CPU connection table and in the shared one, and the
+ * secret seed of conn_hash. */
 const volatile __u32 conn_nsets = 1;
+const volatile __u32 conn_shared_nsets = 1;
 const volatile __u32 conn_seed = 0;
 /* Entries per VIP in `vip_real_stats` (max_reals + 1); 0: not counted, and
  * the verifier drops the code that would. */

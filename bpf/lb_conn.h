@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The connection tables: which real each flow went to, so it stays there
- * when the ring changes. A CPU with a table of its own uses a set of its
- * per-CPU set-associative array (`conn_sets`, see enum conn_layout in
- * lb_types.h): found with an inlined array lookup and a few compares, and
- * inserted into without allocating. Other CPUs, and every CPU with
- * conn_table = "shared", use the shared LRU hashes `conn_fallback4` (IPv4
- * flows, 16-byte keys) and `conn_fallback` (IPv6). Inserts of new
- * flows are limited to `max_conn_rate` per second per CPU.
+ * when the ring changes. Both kinds, a CPU's own and the shared one, are
+ * set-associative arrays of the same sets (see enum conn_layout in
+ * lb_types.h): a flow is found with an inlined array lookup and a few
+ * compares, and inserted without allocating. Inserts of new flows are
+ * limited to `max_conn_rate` per second per CPU (`may_store`).
  */
 #ifndef LB_CONN_H
 #define LB_CONN_H
@@ -16,64 +14,53 @@
 
 #define NSEC_PER_SEC 1000000000ull
 
-/* The clock of connection entries and the new-flow rate: CLOCK_MONOTONIC
- * at tick resolution (a few ms), plenty for seconds-long windows and UDP
- * timeouts, and cheaper to read than the precise clock. */
+/* The clock of the new-flow rate: CLOCK_MONOTONIC at tick resolution (a
+ * few ms), plenty for one-second windows, and cheaper to read than the
+ * precise clock. */
 INLINE __u64 conn_clock(void)
 {
 	return bpf_ktime_get_coarse_ns();
 }
 
-/* Where a flow's entry lives: `set` in this CPU's table, or (NULL) the
- * shared table. Only meaningful when the VIP uses a table at all. */
+/* The same clock in the units of entry ages (see enum conn_layout). */
+INLINE __u32 conn_age_clock(void)
+{
+	return conn_clock() >> CONN_CLOCK_SHIFT;
+}
+
+/* Where a flow's entry lives: `set` of this CPU's table or of the shared
+ * one (NULL only if a map lookup failed), and the flow's tag. Only
+ * meaningful when the VIP uses a table at all. */
 struct conn_loc {
 	struct conn_set *set;
+	__u32 tag;
 };
 
-/* This CPU's table for the flow as it now stands in p->flow. A CPU left out
- * of `forwarding_cpus` uses the shared table and counts it; with the shared
+/* The set of the flow as it now stands in p->flow. A CPU left out of
+ * `forwarding_cpus` uses the shared table and counts it; with the shared
  * table only (known at load time) nothing is tried or counted. */
 INLINE struct conn_loc conn_locate(const struct pkt *p)
 {
-	struct conn_loc loc = {};
+	struct conn_loc loc = { .tag = conn_hash(&p->flow) };
 	__u32 cpu, idx, *own;
 
-	if (shared_table_only)
-		return loc;
-	cpu = bpf_get_smp_processor_id();
-	own = bpf_map_lookup_elem(&conn_cpus, &cpu);
-	if (!own || !*own) {
+	if (!shared_table_only) {
+		cpu = bpf_get_smp_processor_id();
+		own = bpf_map_lookup_elem(&conn_cpus, &cpu);
+		if (own && *own) {
+			idx = ((__u64)loc.tag * conn_nsets) >> 32;
+			loc.set = bpf_map_lookup_elem(&conn_sets, &idx);
+			/* keeps the compiler from merging the two lookups into
+			 * one call with the map in a register, which the
+			 * verifier could not inline */
+			asm volatile("" ::: "memory");
+			return loc;
+		}
 		bump(p, STAT_FALLBACK_TABLE);
-		return loc;
 	}
-	idx = ((__u64)conn_hash(&p->flow) * conn_nsets) >> 32;
-	loc.set = bpf_map_lookup_elem(&conn_sets, &idx);
+	idx = ((__u64)loc.tag * conn_shared_nsets) >> 32;
+	loc.set = bpf_map_lookup_elem(&conn_shared, &idx);
 	return loc;
-}
-
-/* The shared table's IPv4 key of the flow. */
-INLINE struct flow_key4 flow4(const struct pkt *p)
-{
-	struct flow_key4 k = {
-		.src = p->flow.src[0],
-		.dst = p->flow.dst[0],
-		.sport = p->flow.sport,
-		.dport = p->flow.dport,
-		.proto = p->flow.proto,
-	};
-
-	return k;
-}
-
-/* The flow's entry in the shared table, or NULL. */
-INLINE struct conn_entry *shared_lookup(const struct pkt *p)
-{
-	struct flow_key4 k;
-
-	if (p->v6)
-		return bpf_map_lookup_elem(&conn_fallback, &p->flow);
-	k = flow4(p);
-	return bpf_map_lookup_elem(&conn_fallback4, &k);
 }
 
 INLINE int same_flow(const struct flow_key *a, const struct flow_key *b)
@@ -87,20 +74,50 @@ INLINE int same_flow(const struct flow_key *a, const struct flow_key *b)
 	return 1;
 }
 
-INLINE int udp_expired(const struct conn_way *w, __u64 now, const struct lb_ctl *ctl)
+/* A way's {real, tag} word, in one load. */
+INLINE struct conn_entry way_word(const struct conn_way *w)
 {
-	return w->key.proto == IPPROTO_UDP &&
-	       now - w->entry.atime > (__u64)ctl->udp_timeout_s * NSEC_PER_SEC;
+	struct conn_entry e = {};
+	__u64 v = *(volatile const __u64 *)&w->entry;
+
+	__builtin_memcpy(&e, &v, sizeof(v));
+	return e;
 }
 
-/* The way of `set` holding the flow, or CONN_WAYS. */
-INLINE __u32 way_of(struct conn_set *set, const struct pkt *p)
+/* Writes a way's {real, tag} word in one store. */
+INLINE void set_way_word(struct conn_way *w, __u32 real, __u32 tag)
+{
+	struct conn_entry e = { .real = real, .tag = tag };
+	__u64 v;
+
+	__builtin_memcpy(&v, &e, sizeof(v));
+	*(volatile __u64 *)&w->entry = v;
+}
+
+/* The way of `set` holding the flow, or CONN_WAYS; its real in `*real`,
+ * taken from the same word whose tag matched. */
+INLINE __u32 way_of(struct conn_set *set, const struct pkt *p, __u32 tag, __u32 *real)
 {
 #pragma unroll
-	for (__u32 i = 0; i < CONN_WAYS; i++)
-		if (set->way[i].entry.real && same_flow(&set->way[i].key, &p->flow))
+	for (__u32 i = 0; i < CONN_WAYS; i++) {
+		struct conn_entry w = way_word(&set->way[i]);
+
+		if (w.real && w.tag == tag && same_flow(&set->way[i].key, &p->flow)) {
+			*real = w.real;
 			return i;
+		}
+	}
 	return CONN_WAYS;
+}
+
+/* Whether the UDP entry `e` is at or past udp_timeout_s at `now` (age
+ * units): a coarse clock may not move between two packets, and a timeout
+ * of 0 must still expire them. */
+INLINE int udp_expired(const struct conn_entry *e, __u32 now, const struct lb_ctl *ctl)
+{
+	__u64 timeout = ((__u64)ctl->udp_timeout_s * NSEC_PER_SEC) >> CONN_CLOCK_SHIFT;
+
+	return (__u32)(now - e->atime) >= timeout;
 }
 
 /* Real of the flow's entry, or 0. A UDP entry older than udp_timeout_s is
@@ -108,45 +125,44 @@ INLINE __u32 way_of(struct conn_set *set, const struct pkt *p)
 INLINE __u32 conn_lookup(struct conn_loc loc, const struct pkt *p, const struct lb_ctl *ctl)
 {
 	struct conn_entry *e;
-	__u32 i;
-	__u64 now;
+	__u32 i, real = 0, now;
 
-	if (loc.set) {
-		i = way_of(loc.set, p);
-		if (i >= CONN_WAYS)
-			return 0;
-		e = &loc.set->way[i].entry;
-		if (!(e->flags & CONN_REF))
-			e->flags |= CONN_REF;
-	} else {
-		e = shared_lookup(p);
-		if (!e)
-			return 0;
-	}
+	if (!loc.set)
+		return 0;
+	i = way_of(loc.set, p, loc.tag, &real);
+	if (i >= CONN_WAYS)
+		return 0;
+	e = &loc.set->way[i].entry;
+	/* written only when it changes: a shared table's line stays clean */
+	if (!(e->flags & CONN_REF))
+		e->flags |= CONN_REF;
 	if (p->flow.proto == IPPROTO_UDP) {
-		now = conn_clock();
-		/* at or past the timeout: a coarse clock may not move between
-		 * two packets, and a timeout of 0 must still expire them */
-		if (now - e->atime >= (__u64)ctl->udp_timeout_s * NSEC_PER_SEC)
+		now = conn_age_clock();
+		if (udp_expired(e, now, ctl))
 			return 0;
-		e->atime = now;
+		if (e->atime != now)
+			e->atime = now;
 	}
-	return e->real;
+	return real;
 }
 
 /* Writes the flow's entry into its set: its own way, else a free (or
  * expired UDP) way, else it evicts (see enum conn_layout). */
-INLINE void set_store(struct conn_set *set, const struct pkt *p, __u32 real, __u64 now,
+INLINE void set_store(struct conn_loc loc, const struct pkt *p, __u32 real,
                       const struct lb_ctl *ctl)
 {
-	__u32 v = way_of(set, p), free = CONN_WAYS, unused = CONN_WAYS;
+	struct conn_set *set = loc.set;
+	__u32 now = conn_age_clock(), found = 0;
+	__u32 v = way_of(set, p, loc.tag, &found), free = CONN_WAYS, unused = CONN_WAYS;
 	struct conn_way *w;
 
 	if (v >= CONN_WAYS) {
 #pragma unroll
 		for (__u32 i = 0; i < CONN_WAYS; i++) {
 			w = &set->way[i];
-			if (free == CONN_WAYS && (!w->entry.real || udp_expired(w, now, ctl)))
+			if (free == CONN_WAYS &&
+			    (!w->entry.real ||
+			     (w->key.proto == IPPROTO_UDP && udp_expired(&w->entry, now, ctl))))
 				free = i;
 			if (unused == CONN_WAYS && !(w->entry.flags & CONN_REF))
 				unused = i;
@@ -161,46 +177,28 @@ INLINE void set_store(struct conn_set *set, const struct pkt *p, __u32 real, __u
 			set->way[i].entry.flags &= ~CONN_REF;
 	}
 	w = &set->way[v & (CONN_WAYS - 1)];
+	set_way_word(w, 0, 0);
+	asm volatile("" ::: "memory");
 	w->key = p->flow;
-	w->entry.real = real;
-	w->entry.flags = 0;
 	w->entry.atime = now;
-}
-
-INLINE void shared_update(const struct pkt *p, const struct conn_entry *e)
-{
-	struct flow_key4 k;
-
-	if (p->v6) {
-		bpf_map_update_elem(&conn_fallback, &p->flow, e, BPF_ANY);
-		return;
-	}
-	k = flow4(p);
-	bpf_map_update_elem(&conn_fallback4, &k, e, BPF_ANY);
-}
-
-INLINE void conn_write(struct conn_loc loc, const struct pkt *p, __u32 real, __u64 now,
-                       const struct lb_ctl *ctl)
-{
-	struct conn_entry e = { .real = real, .atime = now };
-
-	if (loc.set)
-		set_store(loc.set, p, real, now, ctl);
-	else
-		shared_update(p, &e);
+	w->entry.flags = 0;
+	asm volatile("" ::: "memory");
+	set_way_word(w, real, loc.tag);
 }
 
 /* Whether this CPU has seen more new flows this second than allowed. */
-INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
+INLINE int over_conn_rate(const struct lb_ctl *ctl)
 {
 	__u32 zero = 0;
 	struct rate_state *r;
+	__u64 now;
 
 	if (!ctl->max_conn_rate)
 		return 0;
 	r = bpf_map_lookup_elem(&conn_rate, &zero);
 	if (!r)
 		return 1;
+	now = conn_clock();
 	if (now - r->window_start > NSEC_PER_SEC) {
 		r->window_start = now;
 		r->count = 1;
@@ -210,17 +208,22 @@ INLINE int over_conn_rate(const struct lb_ctl *ctl, __u64 now)
 	return r->count > ctl->max_conn_rate;
 }
 
-/* Remembers a new flow, unless this CPU is over the new-flow rate. */
+/* Whether a new flow may be stored: counts it against this CPU's
+ * new-flow rate, and counts it as limited when it is over. */
+INLINE int may_store(const struct pkt *p, const struct lb_ctl *ctl)
+{
+	if (!over_conn_rate(ctl))
+		return 1;
+	bump(p, STAT_CONN_RATE_LIMITED);
+	return 0;
+}
+
+/* Remembers a flow in the set `loc` found for it. */
 INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real,
                        const struct lb_ctl *ctl)
 {
-	__u64 now = conn_clock();
-
-	if (over_conn_rate(ctl, now)) {
-		bump(p, STAT_CONN_RATE_LIMITED);
-		return;
-	}
-	conn_write(loc, p, real, now, ctl);
+	if (loc.set)
+		set_store(loc, p, real, ctl);
 }
 
 /*
@@ -234,19 +237,13 @@ INLINE void conn_store(struct conn_loc loc, const struct pkt *p, __u32 real,
 INLINE void conn_note(struct conn_loc loc, const struct pkt *p, __u32 real,
                       const struct lb_ctl *ctl)
 {
-	struct conn_entry *e;
-	__u32 i;
+	__u32 found = 0;
 
-	if (loc.set) {
-		i = way_of(loc.set, p);
-		if (i < CONN_WAYS && loc.set->way[i].entry.real == real)
-			return;
-	} else {
-		e = shared_lookup(p);
-		if (e && e->real == real)
-			return;
-	}
-	conn_write(loc, p, real, conn_clock(), ctl);
+	if (!loc.set)
+		return;
+	if (way_of(loc.set, p, loc.tag, &found) < CONN_WAYS && found == real)
+		return;
+	conn_store(loc, p, real, ctl);
 }
 
 #endif /* LB_CONN_H */

@@ -115,9 +115,10 @@ INLINE __u32 jhash_3words(__u32 a, __u32 b, __u32 c, __u32 seed)
 	return c;
 }
 
-/* Set of a flow in a per-CPU connection table: the flow's words folded to
- * three and hashed with a seed chosen at load, so nobody outside can aim
- * flows at one set. `abi::conn_set_index` in Rust computes the same. */
+/* A flow's hash in the connection tables: its top bits choose the set, all
+ * of it is the entry's tag. The flow's words are folded to three and hashed
+ * with a seed chosen at load, so nobody outside can aim flows at one set.
+ * `abi::conn_hash` in Rust computes the same. */
 INLINE __u32 conn_hash(const struct flow_key *f)
 {
 	__u32 src = f->src[0] ^ f->src[1] ^ f->src[2] ^ f->src[3];

@@ -158,21 +158,13 @@ struct {
 	__type(value, struct conn_meta);
 } conn_meta SEC(".maps");
 
-/* ...and the shared table for CPUs that have none: IPv4 flows... */
+/* ...and the table CPUs without one share (see enum conn_layout). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct flow_key4);
-	__type(value, struct conn_entry);
-} conn_fallback4 SEC(".maps");
-
-/* ...and IPv6 flows. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct flow_key);
-	__type(value, struct conn_entry);
-} conn_fallback SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* sets */
+	__type(key, __u32);
+	__type(value, struct conn_set);
+} conn_shared SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -176,45 +176,46 @@ struct flow_key {
 };
 
 enum conn_flag {
-	/* per-CPU tables: the entry was used since its set last evicted one */
+	/* the entry was used since its set last evicted one */
 	CONN_REF = 1 << 0,
 };
 
-/* Key of the shared table's IPv4 flows (`conn_fallback4`): flow_key's IPv4
- * flow in 16 bytes instead of 40, cheaper to hash and compare. */
-struct flow_key4 {
-	__be32 src;
-	__be32 dst;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 _pad[3];
-};
-
+/* A connection-table entry. `real` and `tag` form one aligned 8-byte word,
+ * always written and read in one access: a reader takes a real only from a
+ * word whose tag is its own flow's hash and whose key is its own flow, so a
+ * way another CPU is rewriting at that moment reads as a miss, never as
+ * another flow's real (see enum conn_layout). */
 struct conn_entry {
-	__u32 real;  /* index into `reals`; 0: a free way of a per-CPU set */
-	__u32 flags; /* enum conn_flag (0 in the shared table) */
-	__u64 atime; /* ns, refreshed for UDP */
+	__u32 real;  /* index into `reals`; 0: a free way */
+	__u32 tag;   /* conn_hash of the flow */
+	__u32 atime; /* coarse clock >> CONN_CLOCK_SHIFT, refreshed for UDP */
+	__u32 flags; /* enum conn_flag */
 };
 
 /*
- * The per-CPU connection tables: one set-associative array per CPU (a
- * per-CPU array `conn_sets` whose element is one set). A flow lives in
- * set conn_hash(flow) of its CPU's copy, in any of the set's CONN_WAYS ways.
- * Inserting into a full set evicts a way not used since the set last
- * evicted one (else way 0), counts STAT_CONN_EVICTED and marks every way of
- * the set unused again; an expired UDP entry counts as free. The table
- * holds (entries / CONN_WAYS) * CONN_WAYS flows. The shared table
- * is two LRU hashes: `conn_fallback4` of flow_key4 -> conn_entry for
- * IPv4 flows, `conn_fallback` of flow_key -> conn_entry for IPv6 flows.
+ * The connection tables are set-associative arrays: a flow lives in set
+ * (conn_hash(flow) * sets) >> 32, in any of the set's CONN_WAYS ways. Each
+ * CPU marked in `conn_cpus` has its own table (its copy of the per-CPU array
+ * `conn_sets`); other CPUs, and every CPU with conn_table = "shared", share
+ * one (`conn_shared`, a plain array of the same sets). Inserting into a full
+ * set evicts a way not used since the set last evicted one (else way 0),
+ * counts STAT_CONN_EVICTED and marks every way of the set unused again; an
+ * expired UDP entry counts as free. A table of N entries holds
+ * (N / CONN_WAYS) * CONN_WAYS flows.
+ *
+ * Writing a way: clear its word, write the key and the rest, then write the
+ * word. In the shared table two CPUs may insert into one way at once; the
+ * way then holds at most one of the two flows (the other's next packet
+ * inserts it again), and no reader takes a real from a half-written way.
  */
 enum conn_layout {
 	CONN_WAYS = 4,
+	CONN_CLOCK_SHIFT = 20, /* entry ages count units of 2^20 ns (about 1 ms) */
 };
 
 struct conn_way {
-	struct flow_key key;
 	struct conn_entry entry;
+	struct flow_key key;
 };
 
 struct conn_set {
@@ -222,7 +223,8 @@ struct conn_set {
 };
 
 /* What user space needs to place a flow in its set (the program itself
- * reads the same values from rodata): the single value of `conn_meta`. */
+ * reads the same values from rodata): the single value of `conn_meta`. The
+ * shared table's set count is its number of entries. */
 struct conn_meta {
 	__u32 seed;  /* conn_hash's seed */
 	__u32 nsets; /* sets per per-CPU table */
@@ -309,7 +311,6 @@ struct lb_abi {
 	struct sid_key sid_key;
 	struct lb_ctl ctl;
 	struct flow_key flow_key;
-	struct flow_key4 flow_key4;
 	struct conn_entry conn_entry;
 	struct conn_way conn_way;
 	struct conn_set conn_set;

@@ -169,46 +169,52 @@ check "purged: package unknown to dpkg" bash -c \
     "! dpkg-query -W -f='\${Status}' katran 2>/dev/null | grep -q installed"
 
 # --- upgrade under traffic -------------------------------------------------
-# A "previous" package: the last release before dataplane stamps and the
-# set-associative connection tables (PREVIOUS), built from its own commit,
-# so the upgrade crosses a change of map layout as a real one does. Where
-# the history is not there (a shallow clone), the same source built with a
-# tag that changes the BPF object stands in (its stamp differs, its layout
-# does not), and the check says which.
+# "Previous" packages, each built from its own commit, so the upgrade crosses
+# a change of map layout as a real one does: f57be17, the last release
+# before dataplane stamps and set-associative tables (per-CPU LRU hashes),
+# and 04b4073, the last with LRU hashes for the shared table. Where the
+# history is not there (a shallow clone), the same source built with a tag
+# that changes the BPF object stands in (its stamp differs, its layout does
+# not), and the check says which.
 # tests/integration/replace.rs runs the old package's daemon on the namespace testbed
 # under traffic, installs this build's package over it and restarts the
 # daemon (what the postinst does under systemd): the dataplane must be
-# replaced with no failed connection and the interface never without XDP.
-PREVIOUS=f57be179906559df2bda3b5651dc45bdf1460b79
+# replaced with no failed connection, the interface never without XDP, and
+# the old build's connection entries carried over.
 target_dir=$(realpath "${CARGO_TARGET_DIR:-target}")
-if git cat-file -e "$PREVIOUS^{commit}" 2>/dev/null; then
-    from="release $PREVIOUS"
-    old_src=$(mktemp -d)
-    git worktree add --detach "$old_src" "$PREVIOUS" >/dev/null 2>&1
-    # its own target directory: two source trees of one package must not
-    # share build-script output
-    old_target=$target_dir/previous-release
-    old_deb=$(cd "$old_src" && CARGO_TARGET_DIR=$old_target packaging/build-deb.sh "${version}~prev" | tail -n1)
-    old_deb=$old_target/debian/$(basename "$old_deb")
-    git worktree remove --force "$old_src" >/dev/null 2>&1 || rm -rf "$old_src"
-else
-    from="this source with -DKATRAN_BUILD_TAG=1 (no history for $PREVIOUS)"
-    old_deb=$(KATRAN_BPF_CFLAGS=-DKATRAN_BUILD_TAG=1 packaging/build-deb.sh "${version}~old" | tail -n1)
-fi
-if [ ! -f "${old_deb:-}" ]; then
-    fail "build-deb.sh (previous build: $from)" "no package built"
-    finish
-fi
-pass "build $old_deb ($from)"
-if out=$(KATRAN_UPGRADE_OLD_DEB=$old_deb KATRAN_UPGRADE_NEW_DEB=$deb \
-    cargo test --locked --test integration -- --ignored --nocapture --test-threads=1 \
-    replace::upgrading 2>&1) \
-    && grep -q "test result: ok. 1 passed" <<<"$out"; then
-    pass "upgrade under traffic: $(grep -o 'upgrade [0-9a-z]* -> .*' <<<"$out")"
-else
-    fail "upgrade under traffic" "$(tail -n 40 <<<"$out")"
-fi
-dpkg -P katran >/dev/null 2>&1 || true
-rm -f "$old_deb"
+upgrade_from() {
+    local previous=$1 from old_src old_target old_deb out
+    if git cat-file -e "$previous^{commit}" 2>/dev/null; then
+        from="release ${previous:0:7}"
+        old_src=$(mktemp -d)
+        git worktree add --detach "$old_src" "$previous" >/dev/null 2>&1
+        # its own target directory: two source trees of one package must
+        # not share build-script output
+        old_target=$target_dir/previous-release-${previous:0:7}
+        old_deb=$(cd "$old_src" && CARGO_TARGET_DIR=$old_target packaging/build-deb.sh "${version}~prev" | tail -n1)
+        old_deb=$old_target/debian/$(basename "$old_deb")
+        git worktree remove --force "$old_src" >/dev/null 2>&1 || rm -rf "$old_src"
+    else
+        from="this source with -DKATRAN_BUILD_TAG=1 (no history for $previous)"
+        old_deb=$(KATRAN_BPF_CFLAGS=-DKATRAN_BUILD_TAG=1 packaging/build-deb.sh "${version}~old" | tail -n1)
+    fi
+    if [ ! -f "${old_deb:-}" ]; then
+        fail "build-deb.sh (previous build: $from)" "no package built"
+        return
+    fi
+    pass "build $old_deb ($from)"
+    if out=$(KATRAN_UPGRADE_OLD_DEB=$old_deb KATRAN_UPGRADE_NEW_DEB=$deb \
+        cargo test --locked --test integration -- --ignored --nocapture --test-threads=1 \
+        replace::upgrading 2>&1) \
+        && grep -q "test result: ok. 1 passed" <<<"$out"; then
+        pass "upgrade under traffic: $(grep -o 'upgrade [0-9a-z]* -> .*' <<<"$out")"
+    else
+        fail "upgrade under traffic from $from" "$(tail -n 40 <<<"$out")"
+    fi
+    dpkg -P katran >/dev/null 2>&1 || true
+    rm -f "$old_deb"
+}
+upgrade_from f57be179906559df2bda3b5651dc45bdf1460b79
+upgrade_from 04b4073456f9e31bb5d0dcca8f70803974df0dc7
 
 finish

@@ -16,9 +16,6 @@ use crate::kernel::bpf::loader::LoadOptions;
 /// `katran check` warns when a file pins more than this (1 GiB).
 pub const WARN_ABOVE: u64 = 1 << 30;
 
-/// What the kernel adds to each element of a preallocated hash (`struct
-/// htab_elem`: list node, LRU node, hash) besides key and value.
-const HTAB_ELEM: u64 = 48;
 /// A hash bucket (list head and lock); a hash has the next power of two
 /// of buckets above its size, preallocated or not.
 const BUCKET: u64 = 16;
@@ -36,7 +33,7 @@ pub struct Memory {
     pub conn_tables: u64,
     /// One CPU's share of `conn_tables` and of the per-CPU counters.
     pub per_cpu: u64,
-    /// The shared table (IPv4 and IPv6 flows).
+    /// The shared table.
     pub shared_table: u64,
     /// Per-CPU counters: global, per VIP, per real.
     pub counters: u64,
@@ -63,11 +60,6 @@ fn buckets(entries: u32) -> u64 {
     u64::from(entries.max(1).next_power_of_two()) * BUCKET
 }
 
-/// A preallocated (LRU) hash: every element exists from the start.
-fn hash<K, V>(entries: u32) -> u64 {
-    buckets(entries) + u64::from(entries) * (HTAB_ELEM + up8(size_of::<K>()) + up8(size_of::<V>()))
-}
-
 /// The memory a dataplane loaded with `o` pins on a machine of `cpus`
 /// possible CPUs.
 pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
@@ -80,8 +72,7 @@ pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
         + per_cpu_array::<types::traffic_counter>(o.vip_real_entries().unwrap_or(u32::MAX), cpus)
         + per_cpu_array::<types::rate_state>(1, cpus);
     let per_cpu = (conn_tables + counters) / u64::from(cpus.max(1));
-    let shared_table = hash::<types::flow_key4, types::conn_entry>(o.fallback_table_size)
-        + hash::<types::flow_key, types::conn_entry>(o.fallback_table_size);
+    let shared_table = array::<types::conn_set>(o.shared_nsets());
     let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
     let other = array::<types::real_def>(o.max_reals + 1)
         + array::<types::vip_slot>(types::vip_cache_layout::VIP_CACHE_SLOTS.0)

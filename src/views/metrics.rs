@@ -317,7 +317,7 @@ fn register_conn(reg: &mut Registry, fill: &[Fill]) {
     gauges(
         reg,
         "conn_table_capacity",
-        "Flows a connection table holds: per-cpu over every CPU with a table of its own, shared-ipv4 and shared-ipv6",
+        "Flows a connection table holds: per-cpu over every CPU with a table of its own, and shared",
         fill.iter().map(|f| row(f, f.capacity)).collect(),
     );
     gauges(

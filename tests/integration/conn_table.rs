@@ -1,10 +1,12 @@
-//! The per-CPU connection tables (set-associative arrays, see
-//! `enum conn_layout` in bpf/lb_types.h), through the kernel with
-//! BPF_PROG_TEST_RUN: UDP entries expire, a full set evicts an entry not
-//! used since its last eviction and counts it, and established flows keep
-//! their real when an apply changes the ring, and during a replacement a
-//! flow neither table knows follows the replaced dataplane's ring. The test
-//! thread is pinned to one CPU so that every packet uses that CPU's table.
+//! The connection tables (set-associative arrays, see `enum conn_layout` in
+//! bpf/lb_types.h), through the kernel with BPF_PROG_TEST_RUN: UDP entries
+//! expire, a full set evicts an entry not used since its last eviction and
+//! counts it, established flows keep their real when an apply changes the
+//! ring, a real is only taken from a way under the flow's own tag (what
+//! keeps the shared table safe from half-written ways), and during a
+//! replacement a flow neither table knows follows the replaced dataplane's
+//! ring. The test thread is pinned to one CPU so that every packet uses
+//! that CPU's table.
 
 use crate::common;
 
@@ -12,13 +14,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_RST, TCP_SYN};
 use katran::apply::apply;
-use katran::kernel::bpf::abi::addr_words;
 use katran::kernel::bpf::abi::types::{self, lb_stat};
+use katran::kernel::bpf::abi::{self, addr_words};
 use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
 use katran::kernel::bpf::prev_ring;
 use katran::kernel::testrun::{run_once, XDP_TX};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
-use libbpf_rs::MapHandle;
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
 const VIP_TCP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1));
@@ -134,6 +136,49 @@ fn a_full_set_evicts_an_unused_entry_and_counts_it() {
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 0);
     send(&dp, &ack(1002));
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 1);
+}
+
+#[test]
+fn a_real_is_taken_only_under_the_flows_own_tag() {
+    if !common::privileged("shared table: tags") {
+        return;
+    }
+    // the shared table only, of one set
+    let dp = Dataplane::load(&LoadOptions {
+        ring_size: 4099,
+        max_vips: 8,
+        max_reals: 16,
+        fallback_table_size: 4,
+        forwarding_cpus: Some(Vec::new()),
+        ..LoadOptions::default()
+    })
+    .expect("loading the balancer");
+    let maps = dp.maps().expect("map handles");
+    apply(&mut dp.store().unwrap(), &state(4)).unwrap();
+    let first = send(&dp, &tcp((CLIENT, 2001), (VIP_TCP, 80), TCP_SYN));
+    let ack = tcp((CLIENT, 2001), (VIP_TCP, 80), TCP_ACK);
+    assert_eq!(send(&dp, &ack), first);
+    assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_HIT), 1);
+    // the way keeps the flow's key but names another real under another
+    // tag: what a reader may meet while another CPU rewrites the way
+    let key = 0u32.to_ne_bytes();
+    let raw = maps
+        .conn_shared
+        .lookup(&key, MapFlags::ANY)
+        .unwrap()
+        .unwrap();
+    let mut set: types::conn_set = abi::from_bytes(&raw).unwrap();
+    let way = set.way.iter_mut().find(|w| w.entry.real != 0).unwrap();
+    way.entry.real = way.entry.real % 4 + 1;
+    way.entry.tag = !way.entry.tag;
+    maps.conn_shared
+        .update(&key, abi::bytes(&set), MapFlags::ANY)
+        .unwrap();
+    // a miss: the ring decides, and the flow is stored again
+    assert_eq!(send(&dp, &ack), first);
+    assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 1);
+    assert_eq!(send(&dp, &ack), first);
+    assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_HIT), 2);
 }
 
 #[test]

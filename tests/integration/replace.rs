@@ -570,5 +570,17 @@ fn upgrading_the_package_replaces_the_dataplane_under_traffic() {
     assert!(log.contains("replaced the dataplane"), "{log}");
     assert_eq!(absent, 0, "the interface was without XDP");
     assert_eq!(failed, 0, "first failure: {first}");
+    // the ring did not change, so intact connections alone would not show
+    // that the old build's table layout was read: its entries were carried
+    let carried: usize = log
+        .lines()
+        .find_map(|l| l.split("replaced the dataplane: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of carried entries in the log: {log}"));
+    assert!(
+        carried >= 12,
+        "{carried} entries carried over, fewer than the 12 long-lived connections"
+    );
     b.conns_intact("after the upgrade");
 }

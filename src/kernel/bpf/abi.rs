@@ -23,7 +23,6 @@ const _: () = assert!(size_of::<types::backend>() == 12);
 const _: () = assert!(size_of::<types::sid_key>() == 8);
 const _: () = assert!(size_of::<types::lb_ctl>() == 68);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
-const _: () = assert!(size_of::<types::flow_key4>() == 16);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
 const _: () = assert!(size_of::<types::conn_way>() == 56);
 const _: () =
@@ -52,7 +51,6 @@ unsafe impl Pod for types::backend {}
 unsafe impl Pod for types::sid_key {}
 unsafe impl Pod for types::lb_ctl {}
 unsafe impl Pod for types::flow_key {}
-unsafe impl Pod for types::flow_key4 {}
 unsafe impl Pod for types::conn_entry {}
 unsafe impl Pod for types::conn_way {}
 unsafe impl Pod for types::conn_set {}
@@ -96,41 +94,19 @@ pub fn vip_cache_slot(k: &types::vip_key) -> u32 {
     (x ^ w(4)).wrapping_mul(m) >> (32 - C::VIP_CACHE_LOG2.0)
 }
 
-/// The set of a flow in a per-CPU connection table (`conn_hash` in
-/// bpf/lb_hash.h, then `(hash * nsets) >> 32` as in bpf/lb_conn.h), for the
-/// `seed` and `nsets` of the table's `conn_meta`.
-pub fn conn_set_index(f: &types::flow_key, meta: &types::conn_meta) -> u32 {
+/// A flow's hash in the connection tables (`conn_hash` in bpf/lb_hash.h):
+/// its top bits choose the set, all of it is the entry's tag.
+pub fn conn_hash(f: &types::flow_key, seed: u32) -> u32 {
     let fold = |w: [u32; 4]| w[0] ^ w[1] ^ w[2] ^ w[3];
     let src = fold(f.src);
     let dst = fold(f.dst) ^ u32::from(f.proto);
     let ports = u32::from(f.sport) | (u32::from(f.dport) << 16);
-    let h = crate::hash::jhash_3words(src, ports, dst, meta.seed);
-    ((u64::from(h) * u64::from(meta.nsets)) >> 32) as u32
+    crate::hash::jhash_3words(src, ports, dst, seed)
 }
 
-/// The shared IPv4 table's key of a flow whose addresses are IPv4 (the other
-/// words zero), or `None`.
-pub fn flow_key4(f: &types::flow_key) -> Option<types::flow_key4> {
-    (f.src[1..] == [0; 3] && f.dst[1..] == [0; 3]).then_some(types::flow_key4 {
-        src: f.src[0],
-        dst: f.dst[0],
-        sport: f.sport,
-        dport: f.dport,
-        proto: f.proto,
-        ..Default::default()
-    })
-}
-
-/// The full key of a flow stored in the shared IPv4 table.
-pub fn flow_key_of4(k: &types::flow_key4) -> types::flow_key {
-    types::flow_key {
-        src: [k.src, 0, 0, 0],
-        dst: [k.dst, 0, 0, 0],
-        sport: k.sport,
-        dport: k.dport,
-        proto: k.proto,
-        ..Default::default()
-    }
+/// The set a hash chooses in a table of `nsets` sets, as in bpf/lb_conn.h.
+pub fn conn_set_of(hash: u32, nsets: u32) -> u32 {
+    ((u64::from(hash) * u64::from(nsets)) >> 32) as u32
 }
 
 /// An address as four network-order words (IPv4 in the first).

@@ -6,10 +6,14 @@
 //! the two dataplanes number their reals independently.
 //!
 //! Layouts read:
-//! - *sets* (this build): per-CPU set-associative arrays (`conn_sets`, with
-//!   `conn_cpus` and `conn_meta`), and a shared table split into IPv4
-//!   (`conn_fallback4`, 16-byte keys) and IPv6 (`conn_fallback`);
-//! - *lru* (builds before it): one LRU hash per CPU behind the array of maps
+//! - *sets* (this build): set-associative arrays, per CPU (`conn_sets`, with
+//!   `conn_cpus` and `conn_meta`) and shared (`conn_shared`), whose entries
+//!   carry a tag and an age in 2^20 ns units;
+//! - *sets with LRU hashes* (the builds before it): per-CPU sets whose ways
+//!   held the key first and a 64-bit age in ns, and a shared table of two
+//!   LRU hashes, IPv4 (`conn_fallback4`, 16-byte keys) and IPv6
+//!   (`conn_fallback`);
+//! - *lru* (older builds): one LRU hash per CPU behind the array of maps
 //!   `conn_tables`, and one shared LRU hash `conn_fallback`, 40-byte keys.
 //!
 //! Written: this build's layout. An entry goes into the same CPU's table
@@ -26,7 +30,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use super::abi::{self, bytes, from_bytes, types};
+use super::abi::{bytes, from_bytes, types, Pod};
+use super::conn_set::{self, Placed};
 use super::percpu;
 
 fn open(dir: &Path, name: &str) -> Result<MapHandle> {
@@ -46,16 +51,76 @@ pub struct Conn {
     pub atime: u64,
 }
 
-/// A connection as its table stores it: (table, key, entry).
-type Raw = (Option<u32>, types::flow_key, types::conn_entry);
+/// A connection as its table stores it: (table, key, real index, age in ns).
+type Raw = (Option<u32>, types::flow_key, u32, u64);
 
-/// The connection tables of one dataplane, in either layout.
+/// An entry of the builds before tags: real, flags, age in ns.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct OldEntry {
+    real: u32,
+    flags: u32,
+    atime: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct OldWay {
+    key: types::flow_key,
+    entry: OldEntry,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct OldSet {
+    way: [OldWay; 4],
+}
+
+/// The shared IPv4 key of the builds with LRU hashes.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct OldKey4 {
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    pad: [u8; 3],
+}
+
+// SAFETY: repr(C) plain integers, no implicit padding (sizes asserted below).
+unsafe impl Pod for OldEntry {}
+unsafe impl Pod for OldWay {}
+unsafe impl Pod for OldSet {}
+unsafe impl Pod for OldKey4 {}
+const _: () = assert!(size_of::<OldEntry>() == 16 && size_of::<OldWay>() == 56);
+const _: () = assert!(size_of::<OldSet>() == 224 && size_of::<OldKey4>() == 16);
+
+impl OldKey4 {
+    fn flow_key(&self) -> types::flow_key {
+        types::flow_key {
+            src: [self.src, 0, 0, 0],
+            dst: [self.dst, 0, 0, 0],
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            ..Default::default()
+        }
+    }
+}
+
+/// The connection tables of one dataplane, in any layout it may have.
 pub enum Tables {
     Sets {
         /// CPUs with a table of their own.
         cpus: Vec<u32>,
         sets: MapHandle,
         meta: types::conn_meta,
+        shared: MapHandle,
+    },
+    SetsLru {
+        cpus: Vec<u32>,
+        sets: MapHandle,
         shared4: MapHandle,
         shared6: MapHandle,
     },
@@ -66,8 +131,6 @@ pub enum Tables {
 }
 
 const FLOW_KEY: usize = size_of::<types::flow_key>();
-const FLOW_KEY4: usize = size_of::<types::flow_key4>();
-const CONN_ENTRY: usize = size_of::<types::conn_entry>();
 const CONN_SET: usize = size_of::<types::conn_set>();
 
 fn sized(map: &MapHandle, key: usize, value: usize, name: &str) -> Result<()> {
@@ -85,45 +148,63 @@ fn u32_of(v: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(v).ok().map(u32::from_ne_bytes)
 }
 
+/// CPUs marked in a `conn_cpus` array.
+fn own_cpus(conn_cpus: &MapHandle) -> Result<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for cpu in 0..conn_cpus.max_entries() {
+        let own = conn_cpus
+            .lookup(&cpu.to_ne_bytes(), MapFlags::ANY)
+            .context("reading conn_cpus")?;
+        if own.as_deref().and_then(u32_of) == Some(1) {
+            cpus.push(cpu);
+        }
+    }
+    Ok(cpus)
+}
+
 impl Tables {
     /// The tables of the dataplane whose maps are pinned in `dir`, in
     /// whichever layout it has.
     pub fn open_pinned(dir: &Path) -> Result<Tables> {
         if dir.join("conn_sets").exists() {
-            let conn_cpus = open(dir, "conn_cpus")?;
+            let cpus = own_cpus(&open(dir, "conn_cpus")?)?;
             let sets = open(dir, "conn_sets")?;
-            let meta_map = open(dir, "conn_meta")?;
-            let shared4 = open(dir, "conn_fallback4")?;
-            let shared6 = open(dir, "conn_fallback")?;
             sized(&sets, 4, CONN_SET, "per-CPU table")?;
-            sized(&shared4, FLOW_KEY4, CONN_ENTRY, "shared IPv4 table")?;
-            sized(&shared6, FLOW_KEY, CONN_ENTRY, "shared table")?;
-            let meta = meta_map
+            if !dir.join("conn_shared").exists() {
+                let shared4 = open(dir, "conn_fallback4")?;
+                let shared6 = open(dir, "conn_fallback")?;
+                sized(
+                    &shared4,
+                    size_of::<OldKey4>(),
+                    size_of::<OldEntry>(),
+                    "IPv4 table",
+                )?;
+                sized(&shared6, FLOW_KEY, size_of::<OldEntry>(), "shared table")?;
+                return Ok(Tables::SetsLru {
+                    cpus,
+                    sets,
+                    shared4,
+                    shared6,
+                });
+            }
+            let shared = open(dir, "conn_shared")?;
+            sized(&shared, 4, CONN_SET, "shared table")?;
+            let meta = open(dir, "conn_meta")?
                 .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
                 .context("reading conn_meta")?
                 .and_then(|v| from_bytes::<types::conn_meta>(&v))
                 .context("conn_meta is empty")?;
-            let mut cpus = Vec::new();
-            for cpu in 0..conn_cpus.max_entries() {
-                let own = conn_cpus
-                    .lookup(&cpu.to_ne_bytes(), MapFlags::ANY)
-                    .context("reading conn_cpus")?;
-                if own.as_deref().and_then(u32_of) == Some(1) {
-                    cpus.push(cpu);
-                }
-            }
             return Ok(Tables::Sets {
                 cpus,
                 sets,
                 meta,
-                shared4,
-                shared6,
+                shared,
             });
         }
         if dir.join("conn_tables").exists() {
             let outer = open(dir, "conn_tables")?;
             let shared = open(dir, "conn_fallback")?;
-            sized(&shared, FLOW_KEY, CONN_ENTRY, "shared table")?;
+            sized(&shared, FLOW_KEY, size_of::<OldEntry>(), "shared table")?;
             let mut per_cpu = Vec::new();
             for cpu in 0..outer.max_entries() {
                 let id = outer
@@ -134,7 +215,7 @@ impl Tables {
                 };
                 let table = MapHandle::from_map_id(id)
                     .with_context(|| format!("opening the table of CPU {cpu}"))?;
-                sized(&table, FLOW_KEY, CONN_ENTRY, "per-CPU table")?;
+                sized(&table, FLOW_KEY, size_of::<OldEntry>(), "per-CPU table")?;
                 per_cpu.push((cpu, table));
             }
             return Ok(Tables::Lru { per_cpu, shared });
@@ -148,6 +229,7 @@ impl Tables {
     /// Every entry, as stored.
     fn entries(&self) -> Result<Vec<Raw>> {
         let mut out = Vec::new();
+        // an LRU hash of the builds before tags, 40- or 16-byte keys
         let hash = |table: &MapHandle, cpu: Option<u32>, out: &mut Vec<Raw>| -> Result<()> {
             let wide = table.key_size() as usize == FLOW_KEY;
             for k in table.keys() {
@@ -161,40 +243,74 @@ impl Tables {
                 let key = if wide {
                     from_bytes::<types::flow_key>(&k)
                 } else {
-                    from_bytes::<types::flow_key4>(&k).map(|k4| abi::flow_key_of4(&k4))
+                    from_bytes::<OldKey4>(&k).map(|k4| k4.flow_key())
                 };
-                if let (Some(key), Some(e)) = (key, from_bytes::<types::conn_entry>(&v)) {
-                    out.push((cpu, key, e));
+                if let (Some(key), Some(e)) = (key, from_bytes::<OldEntry>(&v)) {
+                    out.push((cpu, key, e.real, e.atime));
                 }
             }
             Ok(())
         };
+        // per-CPU sets of either layout, one copy per CPU in `cpus`
+        fn per_cpu<S: Pod>(
+            sets: &MapHandle,
+            cpus: &[u32],
+            ways: impl Fn(&S) -> Vec<(types::flow_key, u32, u64)>,
+            out: &mut Vec<Raw>,
+        ) -> Result<()> {
+            if cpus.is_empty() {
+                return Ok(());
+            }
+            for idx in 0..sets.max_entries() {
+                let Some(copies) =
+                    percpu::copies::<S>(sets, idx).context("reading a connection-table set")?
+                else {
+                    continue;
+                };
+                for (cpu, set) in copies.iter().enumerate() {
+                    let cpu = cpu as u32;
+                    if cpus.contains(&cpu) {
+                        out.extend(ways(set).into_iter().map(|(k, r, a)| (Some(cpu), k, r, a)));
+                    }
+                }
+            }
+            Ok(())
+        }
+        fn used(set: &types::conn_set) -> Vec<(types::flow_key, u32, u64)> {
+            set.way
+                .iter()
+                .filter(|w| w.entry.real != 0)
+                .map(|w| (w.key, w.entry.real, conn_set::age_ns(w.entry.atime)))
+                .collect()
+        }
         match self {
             Tables::Sets {
+                cpus, sets, shared, ..
+            } => {
+                per_cpu(sets, cpus, used, &mut out)?;
+                for idx in 0..shared.max_entries() {
+                    let set = shared
+                        .lookup(&idx.to_ne_bytes(), MapFlags::ANY)
+                        .context("reading a shared-table set")?
+                        .and_then(|v| from_bytes::<types::conn_set>(&v))
+                        .unwrap_or_default();
+                    out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
+                }
+            }
+            Tables::SetsLru {
                 cpus,
                 sets,
                 shared4,
                 shared6,
-                ..
             } => {
-                if !cpus.is_empty() {
-                    for idx in 0..sets.max_entries() {
-                        let Some(copies) = percpu::copies::<types::conn_set>(sets, idx)
-                            .context("reading a connection-table set")?
-                        else {
-                            continue;
-                        };
-                        for (cpu, set) in copies.iter().enumerate() {
-                            let cpu = cpu as u32;
-                            if !cpus.contains(&cpu) {
-                                continue;
-                            }
-                            for w in set.way.iter().filter(|w| w.entry.real != 0) {
-                                out.push((Some(cpu), w.key, w.entry));
-                            }
-                        }
-                    }
-                }
+                let old = |set: &OldSet| -> Vec<(types::flow_key, u32, u64)> {
+                    set.way
+                        .iter()
+                        .filter(|w| w.entry.real != 0)
+                        .map(|w| (w.key, w.entry.real, w.entry.atime))
+                        .collect()
+                };
+                per_cpu(sets, cpus, old, &mut out)?;
                 hash(shared4, None, &mut out)?;
                 hash(shared6, None, &mut out)?;
             }
@@ -252,12 +368,12 @@ pub fn real_addresses(reals: &MapHandle) -> Result<HashMap<u32, IpAddr>> {
 pub fn read(t: &Tables, reals: &HashMap<u32, IpAddr>) -> Result<Vec<Conn>> {
     Ok(t.entries()?
         .into_iter()
-        .filter_map(|(cpu, key, e)| {
+        .filter_map(|(cpu, key, real, atime)| {
             Some(Conn {
                 cpu,
                 key,
-                real: *reals.get(&e.real)?,
-                atime: e.atime,
+                real: *reals.get(&real)?,
+                atime,
             })
         })
         .collect())
@@ -271,29 +387,23 @@ pub struct Carried {
     pub present: usize,
     /// Their real is not in the new configuration.
     pub real_gone: usize,
-    /// Their set in a per-CPU table was full.
+    /// Their set was full.
     pub set_full: usize,
 }
 
-/// Puts one entry into a set unless its key is there or the set is full.
-fn place(set: &mut types::conn_set, key: &types::flow_key, e: types::conn_entry, c: &mut Carried) {
-    if set
-        .way
-        .iter()
-        .any(|w| w.entry.real != 0 && bytes(&w.key) == bytes(key))
-    {
-        c.present += 1;
-        return;
-    }
-    match set.way.iter_mut().find(|w| w.entry.real == 0) {
-        Some(free) => {
-            free.key = *key;
-            free.entry = e;
-            c.written += 1;
+impl Carried {
+    fn count(&mut self, placed: Placed) {
+        match placed {
+            Placed::Written => self.written += 1,
+            Placed::Present => self.present += 1,
+            Placed::Full => self.set_full += 1,
         }
-        None => c.set_full += 1,
     }
 }
+
+/// One entry to place: the copies (CPUs) of its set it goes into (`None`:
+/// the shared table), key, tag, real index, age in units.
+type Item = (Option<Vec<u32>>, types::flow_key, u32, u32, u32);
 
 /// Writes `conns` into `t` (this build's layout), naming reals by the new
 /// dataplane's `index`; never overwrites or evicts what `t` holds.
@@ -302,65 +412,79 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
         cpus,
         sets,
         meta,
-        shared4,
-        shared6,
+        shared,
     } = t
     else {
         bail!("connections are only written in this build's layout");
     };
     let mut c = Carried::default();
-    // per-CPU entries grouped by set: one read and one write per set
-    let mut by_set: BTreeMap<u32, Vec<(Vec<u32>, types::flow_key, types::conn_entry)>> =
-        BTreeMap::new();
+    // entries grouped by (table, set): one read and one write per set
+    let mut by_set: BTreeMap<(bool, u32), Vec<Item>> = BTreeMap::new();
     for conn in conns {
         let Some(&real) = index.get(&conn.real) else {
             c.real_gone += 1;
             continue;
         };
-        let entry = types::conn_entry {
-            real,
-            atime: conn.atime,
-            ..Default::default()
+        let targets: Option<Vec<u32>> = match conn.cpu {
+            _ if cpus.is_empty() => None,
+            Some(cpu) if cpus.contains(&cpu) => Some(vec![cpu]),
+            Some(_) => None,
+            None => Some(cpus.clone()),
         };
-        let targets: Vec<u32> = match conn.cpu {
-            _ if cpus.is_empty() => Vec::new(),
-            Some(cpu) if cpus.contains(&cpu) => vec![cpu],
-            Some(_) => Vec::new(),
-            None => cpus.clone(),
+        let nsets = if targets.is_some() {
+            sets.max_entries()
+        } else {
+            shared.max_entries()
         };
-        if targets.is_empty() {
-            let (table, key) = match abi::flow_key4(&conn.key) {
-                Some(k4) => (shared4, bytes(&k4).to_vec()),
-                None => (shared6, bytes(&conn.key).to_vec()),
-            };
-            match table.update(&key, bytes(&entry), MapFlags::NO_EXIST) {
-                Ok(()) => c.written += 1,
-                Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => c.present += 1,
-                Err(e) => return Err(e).context("writing a carried connection"),
-            }
-            continue;
-        }
-        let idx = abi::conn_set_index(&conn.key, meta);
+        let slot = conn_set::slot(&conn.key, meta.seed, nsets);
+        let age = conn_set::age_units(conn.atime);
         by_set
-            .entry(idx)
+            .entry((targets.is_some(), slot.set))
             .or_default()
-            .push((targets, conn.key, entry));
+            .push((targets, conn.key, slot.tag, real, age));
     }
-    for (idx, items) in by_set {
+    for ((per_cpu, idx), items) in by_set {
         let key = idx.to_ne_bytes();
-        let mut copies = percpu::copies::<types::conn_set>(sets, idx)
-            .context("reading a connection-table set")?
-            .unwrap_or_default();
-        for (targets, k, e) in &items {
-            for cpu in targets {
-                if let Some(set) = copies.get_mut(*cpu as usize) {
-                    place(set, k, *e, &mut c);
+        // two writes, the first with the new entries hidden: the new
+        // dataplane may already be running (see conn_set::hidden)
+        if per_cpu {
+            let before = percpu::copies::<types::conn_set>(sets, idx)
+                .context("reading a connection-table set")?
+                .unwrap_or_default();
+            let mut copies = before.clone();
+            for (targets, k, tag, real, age) in &items {
+                for cpu in targets.iter().flatten() {
+                    if let Some(set) = copies.get_mut(*cpu as usize) {
+                        c.count(conn_set::place(set, k, *tag, *real, *age));
+                    }
                 }
             }
+            let hidden: Vec<Vec<u8>> = before
+                .iter()
+                .zip(&copies)
+                .map(|(b, a)| bytes(&conn_set::hidden(b, a)).to_vec())
+                .collect();
+            let out: Vec<Vec<u8>> = copies.iter().map(|s| bytes(s).to_vec()).collect();
+            for v in [hidden, out] {
+                sets.update_percpu(&key, &v, MapFlags::ANY)
+                    .context("writing a connection-table set")?;
+            }
+        } else {
+            let before = shared
+                .lookup(&key, MapFlags::ANY)
+                .context("reading a shared-table set")?
+                .and_then(|v| from_bytes::<types::conn_set>(&v))
+                .unwrap_or_default();
+            let mut set = before;
+            for (_, k, tag, real, age) in &items {
+                c.count(conn_set::place(&mut set, k, *tag, *real, *age));
+            }
+            for v in [conn_set::hidden(&before, &set), set] {
+                shared
+                    .update(&key, bytes(&v), MapFlags::ANY)
+                    .context("writing a shared-table set")?;
+            }
         }
-        let out: Vec<Vec<u8>> = copies.iter().map(|s| bytes(s).to_vec()).collect();
-        sets.update_percpu(&key, &out, MapFlags::ANY)
-            .context("writing a connection-table set")?;
     }
     Ok(c)
 }

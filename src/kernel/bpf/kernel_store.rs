@@ -11,6 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use super::abi::{self, bytes, from_bytes, types, Pod};
+use super::conn_set;
 use super::mmap_array::U32Array;
 use super::percpu;
 use crate::maglev::RingDelta;
@@ -33,8 +34,7 @@ pub struct Maps {
     pub conn_cpus: MapHandle,
     pub conn_sets: MapHandle,
     pub conn_meta: MapHandle,
-    pub conn_fallback4: MapHandle,
-    pub conn_fallback: MapHandle,
+    pub conn_shared: MapHandle,
     pub stats: MapHandle,
     pub vip_stats: MapHandle,
     pub real_stats: MapHandle,
@@ -79,16 +79,10 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         size_of::<types::conn_set>(),
     ),
     (
-        "conn_fallback4",
-        MapType::LruHash,
-        size_of::<types::flow_key4>(),
-        size_of::<types::conn_entry>(),
-    ),
-    (
-        "conn_fallback",
-        MapType::LruHash,
-        size_of::<types::flow_key>(),
-        size_of::<types::conn_entry>(),
+        "conn_shared",
+        MapType::Array,
+        4,
+        size_of::<types::conn_set>(),
     ),
     (
         "stats",
@@ -135,7 +129,7 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
 
 impl Maps {
     /// Every map with its pin name.
-    pub fn named(&self) -> [(&'static str, &MapHandle); 20] {
+    pub fn named(&self) -> [(&'static str, &MapHandle); 19] {
         [
             ("lb_gen", &self.lb_gen),
             ("lb_ctl", &self.lb_ctl),
@@ -151,8 +145,7 @@ impl Maps {
             ("conn_cpus", &self.conn_cpus),
             ("conn_sets", &self.conn_sets),
             ("conn_meta", &self.conn_meta),
-            ("conn_fallback4", &self.conn_fallback4),
-            ("conn_fallback", &self.conn_fallback),
+            ("conn_shared", &self.conn_shared),
             ("stats", &self.stats),
             ("vip_stats", &self.vip_stats),
             ("real_stats", &self.real_stats),
@@ -201,8 +194,7 @@ impl Maps {
             conn_cpus: open("conn_cpus")?,
             conn_sets: open("conn_sets")?,
             conn_meta: open("conn_meta")?,
-            conn_fallback4: open("conn_fallback4")?,
-            conn_fallback: open("conn_fallback")?,
+            conn_shared: open("conn_shared")?,
             stats: open("stats")?,
             vip_stats: open("vip_stats")?,
             real_stats: open("real_stats")?,
@@ -394,46 +386,97 @@ impl KernelStore {
 
     pub fn load_shape(&self) -> Result<crate::plan::host::LoadShape> {
         let cpus = self.conn_cpus()?;
-        let size = if cpus.is_empty() {
-            self.maps.conn_fallback.max_entries()
+        let table = if cpus.is_empty() {
+            ConnTable::Shared
         } else {
-            self.maps.conn_sets.max_entries() * types::conn_layout::CONN_WAYS.0
+            ConnTable::PerCpu
         };
         Ok(crate::plan::host::LoadShape {
             ring_size: self.limits.ring_size,
             max_vips: self.limits.max_vips,
             max_reals: self.limits.max_reals,
-            conn_table_size: size,
+            conn_table_size: self.conn_nsets(table) * types::conn_layout::CONN_WAYS.0,
             per_cpu_tables: (!cpus.is_empty()).then_some(cpus),
             vip_real_counters: self.vip_real_counting(),
         })
     }
 
-    /// Calls `f` with every set of every per-CPU table (`conn_sets`), as
-    /// (set index, one copy per CPU); writes a set back when `f` says so.
-    /// Reading and writing a set are separate system calls: a flow the
-    /// program inserts into that set in between is lost again (its next
-    /// packet is a table miss).
+    /// Sets in each table of kind `table`.
+    pub fn conn_nsets(&self, table: ConnTable) -> u32 {
+        match table {
+            ConnTable::PerCpu => self.maps.conn_sets.max_entries(),
+            ConnTable::Shared => self.maps.conn_shared.max_entries(),
+        }
+    }
+
+    /// Set `idx` of `table`: one copy per CPU of a per-CPU table, the one
+    /// copy of the shared table.
+    fn read_conn_set(&self, table: ConnTable, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
+        match table {
+            ConnTable::PerCpu => percpu::copies::<types::conn_set>(&self.maps.conn_sets, idx),
+            ConnTable::Shared => Ok(get::<types::conn_set>(
+                &self.maps.conn_shared,
+                &idx.to_ne_bytes(),
+            )?
+            .map(|s| vec![s])),
+        }
+        .context("reading a connection-table set")
+    }
+
+    fn write_conn_set(&self, table: ConnTable, idx: u32, sets: &[types::conn_set]) -> Result<()> {
+        let key = idx.to_ne_bytes();
+        match table {
+            ConnTable::PerCpu => {
+                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
+                self.maps.conn_sets.update_percpu(&key, &out, MapFlags::ANY)
+            }
+            ConnTable::Shared => {
+                let set = sets.first().context("no set to write")?;
+                self.maps
+                    .conn_shared
+                    .update(&key, bytes(set), MapFlags::ANY)
+            }
+        }
+        .context("writing a connection-table set")
+    }
+
+    /// The tables this dataplane has: the per-CPU ones when some CPU has
+    /// one, and always the shared one.
+    pub fn conn_tables(&self) -> Result<Vec<ConnTable>> {
+        let mut out = Vec::new();
+        if !self.conn_cpus()?.is_empty() {
+            out.push(ConnTable::PerCpu);
+        }
+        out.push(ConnTable::Shared);
+        Ok(out)
+    }
+
+    /// Calls `f` with every set of every table, as (table, set index, its
+    /// copies); writes a set back when `f` says so. Reading and writing a
+    /// set are separate system calls: a flow the program inserts into that
+    /// set in between is lost again (its next packet is a table miss).
     pub fn each_conn_set(
         &self,
+        mut f: impl FnMut(ConnTable, u32, &mut [types::conn_set]) -> bool,
+    ) -> Result<()> {
+        for table in self.conn_tables()? {
+            self.each_set_of(table, |idx, sets| f(table, idx, sets))?;
+        }
+        Ok(())
+    }
+
+    /// `each_conn_set` for the sets of one kind of table.
+    pub fn each_set_of(
+        &self,
+        table: ConnTable,
         mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool,
     ) -> Result<()> {
-        if self.conn_cpus()?.is_empty() {
-            return Ok(());
-        }
-        for idx in 0..self.maps.conn_sets.max_entries() {
-            let key = idx.to_ne_bytes();
-            let Some(mut sets) = percpu::copies::<types::conn_set>(&self.maps.conn_sets, idx)
-                .context("reading a connection-table set")?
-            else {
+        for idx in 0..self.conn_nsets(table) {
+            let Some(mut sets) = self.read_conn_set(table, idx)? else {
                 continue;
             };
             if f(idx, &mut sets) {
-                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
-                self.maps
-                    .conn_sets
-                    .update_percpu(&key, &out, MapFlags::ANY)
-                    .context("writing a connection-table set")?;
+                self.write_conn_set(table, idx, &sets)?;
             }
         }
         Ok(())
@@ -442,28 +485,37 @@ impl KernelStore {
     /// The real index a connection-table entry names for `key`: the shared
     /// table first, then every per-CPU table.
     pub fn conn_entry(&self, key: &types::flow_key) -> Result<Option<u32>> {
-        if let Some(k4) = abi::flow_key4(key) {
-            if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback4, bytes(&k4))? {
-                return Ok(Some(e.real));
-            }
-        }
-        if let Some(e) = get::<types::conn_entry>(&self.maps.conn_fallback, bytes(key))? {
-            return Ok(Some(e.real));
-        }
-        if self.conn_cpus()?.is_empty() {
-            return Ok(None);
-        }
         let meta = get::<types::conn_meta>(&self.maps.conn_meta, &0u32.to_ne_bytes())?
             .context("reading conn_meta")?;
-        let idx = abi::conn_set_index(key, &meta);
-        let copies = percpu::copies::<types::conn_set>(&self.maps.conn_sets, idx)
-            .context("reading a connection-table set")?
-            .unwrap_or_default();
-        Ok(copies
-            .iter()
-            .flat_map(|s| s.way)
-            .find(|w| w.entry.real != 0 && bytes(&w.key) == bytes(key))
-            .map(|w| w.entry.real))
+        let mut tables = self.conn_tables()?;
+        tables.reverse();
+        for table in tables {
+            let slot = conn_set::slot(key, meta.seed, self.conn_nsets(table));
+            let copies = self.read_conn_set(table, slot.set)?.unwrap_or_default();
+            if let Some(real) = copies.iter().find_map(|s| conn_set::find(s, key, slot.tag)) {
+                return Ok(Some(real));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The two kinds of connection table (see `enum conn_layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnTable {
+    /// `conn_sets`: a table per CPU marked in `conn_cpus`.
+    PerCpu,
+    /// `conn_shared`: one table for every other CPU.
+    Shared,
+}
+
+impl ConnTable {
+    /// As `/metrics` labels it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnTable::PerCpu => "per-cpu",
+            ConnTable::Shared => "shared",
+        }
     }
 }
 
@@ -716,32 +768,39 @@ impl MapStore for KernelStore {
     }
 
     fn purge_conn_entries(&mut self, idx: u32) -> Result<usize> {
+        let mut found = Vec::new();
+        self.each_conn_set(|table, set, copies| {
+            if copies
+                .iter()
+                .flat_map(|s| &s.way)
+                .any(|w| w.entry.real == idx)
+            {
+                found.push((table, set, copies.to_vec()));
+            }
+            false
+        })?;
+        // Two writes per set, because a system call's copy of a set may
+        // reach a CPU reading it in pieces. The first changes only the tags
+        // of the purged entries: a reader then sees the old tag, and so the
+        // old real, which no live generation names (a stale entry, ignored),
+        // or a tag that is nobody's. The second frees the ways: their torn
+        // real could be any index, but under a tag nobody has.
         let mut purged = 0;
-        let table = &self.maps.conn_fallback4;
-        for (key, entry) in all::<types::flow_key4, types::conn_entry>(table)? {
-            if entry.real == idx {
-                delete_if_present(table, bytes(&key))?;
-                purged += 1;
-            }
-        }
-        let table = &self.maps.conn_fallback;
-        for (key, entry) in all::<types::flow_key, types::conn_entry>(table)? {
-            if entry.real == idx {
-                delete_if_present(table, bytes(&key))?;
-                purged += 1;
-            }
-        }
-        self.each_conn_set(|_, sets| {
-            let mut changed = false;
-            for way in sets.iter_mut().flat_map(|s| s.way.iter_mut()) {
-                if way.entry.real == idx {
-                    *way = types::conn_way::default();
-                    purged += 1;
-                    changed = true;
+        for (table, set, mut copies) in found {
+            for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
+                if w.entry.real == idx {
+                    w.entry.tag = !w.entry.tag;
                 }
             }
-            changed
-        })?;
+            self.write_conn_set(table, set, &copies)?;
+            for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
+                if w.entry.real == idx {
+                    *w = types::conn_way::default();
+                    purged += 1;
+                }
+            }
+            self.write_conn_set(table, set, &copies)?;
+        }
         Ok(purged)
     }
 }

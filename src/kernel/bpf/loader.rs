@@ -23,7 +23,8 @@ pub struct LoadOptions {
     /// Entries of each per-CPU connection table (a set-associative array of
     /// `conn_table_size / CONN_WAYS` sets).
     pub conn_table_size: u32,
-    /// Entries of the shared table used by CPUs without one.
+    /// Entries of the shared table used by CPUs without one (the same
+    /// sets, `fallback_table_size / CONN_WAYS` of them).
     pub fallback_table_size: u32,
     /// CPUs that get their own table; `None` = every CPU.
     pub forwarding_cpus: Option<Vec<u32>>,
@@ -59,6 +60,11 @@ impl LoadOptions {
         } else {
             conn_sets(self.conn_table_size)
         }
+    }
+
+    /// Sets of the shared table `conn_shared`.
+    pub fn shared_nsets(&self) -> u32 {
+        conn_sets(self.fallback_table_size)
     }
 
     /// Entries of `vip_real_stats`: a row of `max_reals + 1` per VIP when
@@ -136,6 +142,7 @@ impl Dataplane {
         let nsets = o.conn_nsets();
         let seed = random_u32()?;
         rodata.conn_nsets = nsets;
+        rodata.conn_shared_nsets = o.shared_nsets();
         rodata.conn_seed = seed;
         let vip_real_entries = o
             .vip_real_entries()
@@ -154,8 +161,7 @@ impl Dataplane {
             (&mut m.server_ids, limits.server_ids),
             (&mut m.conn_cpus, cpus),
             (&mut m.conn_sets, nsets),
-            (&mut m.conn_fallback4, o.fallback_table_size),
-            (&mut m.conn_fallback, o.fallback_table_size),
+            (&mut m.conn_shared, o.shared_nsets()),
             (&mut m.vip_stats, o.max_vips),
             (&mut m.real_stats, o.max_reals + 1),
             (&mut m.vip_real_stats, vip_real_entries),
@@ -228,8 +234,7 @@ impl Dataplane {
             conn_cpus: h(&m.conn_cpus)?,
             conn_sets: h(&m.conn_sets)?,
             conn_meta: h(&m.conn_meta)?,
-            conn_fallback4: h(&m.conn_fallback4)?,
-            conn_fallback: h(&m.conn_fallback)?,
+            conn_shared: h(&m.conn_shared)?,
             stats: h(&m.stats)?,
             vip_stats: h(&m.vip_stats)?,
             real_stats: h(&m.real_stats)?,

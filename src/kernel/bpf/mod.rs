@@ -5,6 +5,7 @@ pub mod abi;
 pub mod attach;
 pub mod bpffs;
 pub mod conn_carry;
+pub mod conn_set;
 pub mod decap;
 pub mod kernel_store;
 pub mod loader;
