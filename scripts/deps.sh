@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing katran needs on Debian 12 (idempotent).
-# clang compiles the BPF programs; libelf/zlib/pkg-config build the vendored
+# clang-19 compiles the BPF programs (clang, 14, the releases packaging/test-deb.sh
+# upgrades from); libelf/zlib/pkg-config build the vendored
 # libbpf; iproute2/ethtool drive the network-namespace tests; man-db,
 # groff-base and systemd (systemd-analyze) check the .deb (packaging/test-deb.sh);
 # mosquitto is the MQTT broker of the MQTT end-to-end tests; bird2 the BGP
@@ -11,7 +12,7 @@
 # check that the package's completions parse.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus clang-format zsh fish)
+packages=(clang clang-19 llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool curl python3 bpftool man-db groff-base systemd mosquitto bird2 prometheus clang-format zsh fish)
 
 missing=()
 for p in "${packages[@]}"; do
