@@ -148,14 +148,10 @@ INLINE void fill_ipv4(struct iphdr *ip, const struct pkt *p, __be32 src, __be32 
 INLINE void fill_ipv6(struct ipv6hdr *ip6, const struct pkt *p, const __be32 *src,
                       const __be32 *dst, __u16 payload, __u8 proto)
 {
-	ip6->version = 6;
-	ip6->priority = p->tos >> 4;
-	ip6->flow_lbl[0] = (p->tos & 0x0f) << 4;
-	ip6->flow_lbl[1] = 0;
-	ip6->flow_lbl[2] = 0;
-	ip6->payload_len = bpf_htons(payload);
-	ip6->nexthdr = proto;
-	ip6->hop_limit = DEFAULT_TTL;
+	/* version, traffic class (the inner TOS), flow label 0 */
+	*(__be32 *)ip6 = bpf_htonl(0x60000000 | ((__u32)p->tos << 20));
+	*((__be32 *)ip6 + 1) =
+	        bpf_htonl(((__u32)payload << 16) | ((__u32)proto << 8) | DEFAULT_TTL);
 	__builtin_memcpy(&ip6->saddr, src, 16);
 	__builtin_memcpy(&ip6->daddr, dst, 16);
 }
@@ -198,6 +194,14 @@ INLINE int gue_checksum(void *outer_ip, int outer_v6, struct udphdr *uh, const s
 	return XDP_TX;
 }
 
+/* Copies a MAC address in two accesses rather than six (`dst` and `src`
+ * are at least 2-byte aligned: a frame's start and a struct field). */
+INLINE void copy_mac(__u8 *dst, const __u8 *src)
+{
+	*(__u32 *)dst = *(const __u32 *)src;
+	*(__u16 *)(dst + 4) = *(const __u16 *)(src + 4);
+}
+
 /* Grow the frame by `room` bytes at the front and write the new Ethernet
  * header; returns the new data pointer or NULL. */
 INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 eth_proto)
@@ -213,8 +217,8 @@ INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 
 	old = data + room;
 	if ((void *)(eth + 1) > data_end || (void *)(old + 1) > data_end)
 		return NULL;
-	__builtin_memcpy(eth->h_source, old->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, ctl->gw_mac, ETH_ALEN);
+	copy_mac(eth->h_source, old->h_dest);
+	copy_mac(eth->h_dest, ctl->gw_mac);
 	eth->h_proto = bpf_htons(eth_proto);
 	return data;
 }
