@@ -32,16 +32,6 @@ INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
-/* Whether the destination may be a VIP address (see enum vip_filter_layout):
- * 0 proves it is none. */
-INLINE int maybe_vip(const struct pkt *p)
-{
-	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
-	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
-
-	return w && ((*w >> (bit % 64)) & 1);
-}
-
 /* The VIP entry for `vk`: from its cache slot when that holds it, else from
  * the `vips` hash. */
 INLINE struct vip_meta *find_vip(const struct vip_key *vk)
@@ -191,7 +181,7 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 		return XDP_PASS;
 	if (v != NO_VERDICT)
 		return v;
-	if (what == PARSED_OTHER || !maybe_vip(&p))
+	if (what == PARSED_OTHER)
 		return XDP_PASS;
 
 	gen = active_gen();

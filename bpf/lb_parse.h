@@ -7,7 +7,8 @@
  * VIP and passed to the kernel otherwise. Other IPv6 extension headers are
  * not parsed (such packets go to the kernel). Length fields are checked
  * against the frame, so nothing is forwarded with a length that lies.
- * The result is a `struct pkt` describing the flow.
+ * The result is a `struct pkt` describing the flow. A destination the VIP
+ * filter rules out ends parsing there: the kernel gets the packet as it is.
  */
 #ifndef LB_PARSE_H
 #define LB_PARSE_H
@@ -15,6 +16,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include "lb_common.h"
+#include "lb_hash.h"
 
 #define ETH_LEN sizeof(struct ethhdr)
 #define IP4_LEN sizeof(struct iphdr)
@@ -97,6 +99,25 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
 	return NO_VERDICT;
 }
 
+/* Whether the flow's destination may be a VIP address (see enum
+ * vip_filter_layout): 0 proves it is none. Each parser asks as soon as it
+ * knows the address, so most traffic that is not ours passes before the
+ * rest of its headers are read. */
+INLINE int maybe_vip(const struct pkt *p)
+{
+	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && ((*w >> (bit % 64)) & 1);
+}
+
+/* Not ours: the kernel gets it. */
+INLINE int not_ours(enum parsed *what)
+{
+	*what = PARSED_OTHER;
+	return NO_VERDICT;
+}
+
 /* Not forwardable: dropped when addressed to a VIP, passed otherwise. */
 INLINE int reject(struct pkt *p, enum parsed *what, __u32 reason)
 {
@@ -116,13 +137,13 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	if ((void *)(icmp + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMP_ECHO) {
+		if (!maybe_vip(p))
+			return not_ours(what);
 		*what = PARSED_ECHO;
 		return NO_VERDICT;
 	}
-	if (icmp->type != ICMP_DEST_UNREACH) {
-		*what = PARSED_OTHER;
-		return NO_VERDICT;
-	}
+	if (icmp->type != ICMP_DEST_UNREACH)
+		return not_ours(what);
 	if ((void *)(inner + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (inner->ihl != 5)
@@ -133,6 +154,8 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	p->flow.proto = inner->protocol;
 	p->flow.src[0] = inner->daddr;
 	p->flow.dst[0] = inner->saddr;
+	if (!maybe_vip(p))
+		return not_ours(what);
 	*what = PARSED_FLOW;
 	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN);
 }
@@ -145,13 +168,13 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	if ((void *)(icmp + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_ECHO_REQUEST) {
+		if (!maybe_vip(p))
+			return not_ours(what);
 		*what = PARSED_ECHO;
 		return NO_VERDICT;
 	}
-	if (icmp->type != ICMPV6_PKT_TOOBIG && icmp->type != ICMPV6_DEST_UNREACH) {
-		*what = PARSED_OTHER;
-		return NO_VERDICT;
-	}
+	if (icmp->type != ICMPV6_PKT_TOOBIG && icmp->type != ICMPV6_DEST_UNREACH)
+		return not_ours(what);
 	if ((void *)(inner + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_PKT_TOOBIG)
@@ -160,6 +183,8 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	p->flow.proto = inner->nexthdr;
 	__builtin_memcpy(p->flow.src, &inner->daddr, 16);
 	__builtin_memcpy(p->flow.dst, &inner->saddr, 16);
+	if (!maybe_vip(p))
+		return not_ours(what);
 	*what = PARSED_FLOW;
 	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN);
 }
@@ -181,6 +206,8 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	p->ip_bytes = total;
 	p->flow.src[0] = iph->saddr;
 	p->flow.dst[0] = iph->daddr;
+	if (iph->protocol != IPPROTO_ICMP && !maybe_vip(p))
+		return not_ours(what);
 	if (iph->ihl != 5)
 		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
 	if (iph->frag_off & bpf_htons(IP4_FRAG_MASK))
@@ -208,6 +235,8 @@ INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	p->ip_bytes = payload;
 	__builtin_memcpy(p->flow.src, &ip6h->saddr, 16);
 	__builtin_memcpy(p->flow.dst, &ip6h->daddr, 16);
+	if (ip6h->nexthdr != IPPROTO_ICMPV6 && !maybe_vip(p))
+		return not_ours(what);
 	if (ip6h->nexthdr == IPPROTO_FRAGMENT)
 		return reject(p, what, STAT_DROP_FRAGMENT);
 	if (ip6h->nexthdr == IPPROTO_ICMPV6)
