@@ -17,6 +17,10 @@
 
 /* Set by the loader before load (read-only afterwards). */
 const volatile __u32 ring_size = 65537;
+/* `hash % ring_size` without a division (katran-core's fastmod.rs says how
+ * and proves it exact): set by the loader with ring_size. */
+const volatile __u32 ring_mod_mult = 1;
+const volatile __u32 ring_mod_shift = 0;
 /* 1: no CPU has a table of its own (conn_table = "shared"), so the shared
  * table is used without trying a per-CPU one first. */
 const volatile __u8 shared_table_only = 0;

@@ -116,10 +116,19 @@ INLINE __u32 server_id_real(__u32 id, __u32 gen)
 	return real ? *real : 0;
 }
 
+/* `hash % ring_size`: a multiply, shifts and a subtraction in place of a
+ * division of tens of cycles, on every new flow (see ring_mod_mult). */
+INLINE __u32 ring_slot(__u32 hash)
+{
+	__u32 t = ((__u64)ring_mod_mult * hash) >> 32;
+
+	return hash - ((t + ((hash - t) >> 1)) >> ring_mod_shift) * ring_size;
+}
+
 /* The ring slot of this flow in the VIP's ring. */
 INLINE __u32 ring_pick(const struct pkt *p, const struct vip_meta *vip)
 {
-	__u32 key = vip->ring_id * ring_size + flow_hash(&p->flow, p->v6) % ring_size;
+	__u32 key = vip->ring_id * ring_size + ring_slot(flow_hash(&p->flow, p->v6));
 	__u32 *real = bpf_map_lookup_elem(&rings, &key);
 
 	return real ? *real : 0;

@@ -8,7 +8,7 @@
 //! replace the dataplane), then `daemon` and `views` (what operators see),
 //! and `cli` on top. ARCHITECTURE.md draws the layers.
 
-pub use katran_core::{explain, hash, maglev, model, plan, snapshot, store};
+pub use katran_core::{explain, fastmod, hash, maglev, model, plan, snapshot, store};
 
 /// The configuration file: checked by `katran_core::config`, read here.
 pub mod config {

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod explain;
+pub mod fastmod;
 pub mod hash;
 pub mod health;
 pub mod maglev;

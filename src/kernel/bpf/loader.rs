@@ -137,6 +137,9 @@ impl Dataplane {
             .as_deref_mut()
             .context("balancer object has no read-only data")?;
         rodata.ring_size = o.ring_size;
+        let slot = crate::fastmod::FastMod::new(o.ring_size).context("ring_size is below 2")?;
+        rodata.ring_mod_mult = slot.mult;
+        rodata.ring_mod_shift = slot.shift;
         // No per-CPU table at all: the program goes to the shared one directly.
         rodata.shared_table_only = u8::from(o.shared_only());
         let nsets = o.conn_nsets();
