@@ -8,7 +8,8 @@
 //! program that only returns XDP_PASS (the floor). Each round runs every
 //! path once on each program, paths and programs interleaved, so drift
 //! (frequency, other load) spreads over all of them alike; the ratio of
-//! medians is what holds between runs. Table settings are compared like
+//! interquartile means (the mean of the middle half of the runs) is what
+//! holds between runs. Table settings are compared like
 //! for like: our per-CPU tables with Katran's per-CPU LRU tables of the same
 //! size, our shared table with its shared fallback table. This thread is
 //! pinned to one CPU so flows stay in that CPU's table. One line per path:
@@ -367,7 +368,7 @@ impl Case {
     }
 
     /// Mean of the middle half: as robust as the median, and finer than
-    /// the kernel's clock steps (about 10 ns here), so small changes show.
+    /// the kernel's clock steps (about 10 ns here).
     fn interquartile_mean(&mut self, prog: usize) -> f64 {
         let s = &mut self.samples[prog];
         s.sort_unstable();
@@ -737,39 +738,47 @@ fn dataplane_section(cpu: usize) -> Result<()> {
         results.push(case);
     }
 
+    // The kernel times each run in steps of about 10 ns, so a median sits
+    // on a step and jumps by one between runs; the mean of the middle half
+    // of the runs (the interquartile mean) is as robust to outliers and
+    // resolves what lies between steps.
     println!(
         "dataplane, ours vs Katran's balancer (BPF_PROG_TEST_RUN, repeat=1; per path \
          {RUNS} runs of each program after {WARMUP} warm-up rounds, ours / Katran / \
-         XDP_PASS floor interleaved, medians in ns/packet; pinned to CPU {cpu}; {:.1} s)",
+         XDP_PASS floor interleaved, interquartile means in ns/packet; pinned to CPU {cpu}; \
+         {:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    // KATRAN_BENCH_DETAIL=1: finer figures under each line, for comparing
-    // two builds of ours.
+    // KATRAN_BENCH_DETAIL=1: the medians and the ratio above the floor
+    // under each line.
     let detail = std::env::var_os("KATRAN_BENCH_DETAIL").is_some_and(|v| v == "1");
     for mut case in results {
-        let (ours, floor) = (case.median(OURS), case.median(FLOOR));
+        let (ours, floor) = (
+            case.interquartile_mean(OURS),
+            case.interquartile_mean(FLOOR),
+        );
         if katran_ok {
-            let theirs = case.median(KATRAN);
+            let theirs = case.interquartile_mean(KATRAN);
             println!(
-                "vs-katran {}: ours {ours} ns, katran {theirs} ns, floor {floor} ns, ratio {:.2}",
+                "vs-katran {}: ours {ours:.1} ns, katran {theirs:.1} ns, floor {floor:.1} ns, \
+                 ratio {:.2}",
                 case.name,
-                ours as f64 / theirs as f64
+                ours / theirs
             );
             if detail {
-                let (o, k, f) = (
-                    case.interquartile_mean(OURS),
-                    case.interquartile_mean(KATRAN),
-                    case.interquartile_mean(FLOOR),
-                );
+                let (o, k, f) = (case.median(OURS), case.median(KATRAN), case.median(FLOOR));
                 println!(
-                    "    interquartile means: ours {o:.1}, katran {k:.1}, floor {f:.1}, \
-                     ratio {:.3}, above the floor {:.3}",
-                    o / k,
-                    (o - f) / (k - f)
+                    "    medians: ours {o}, katran {k}, floor {f}, ratio {:.3}; \
+                     above the floor {:.3}",
+                    o as f64 / k as f64,
+                    (ours - floor) / (theirs - floor)
                 );
             }
         } else {
-            println!("dataplane {}: ours {ours} ns, floor {floor} ns", case.name);
+            println!(
+                "dataplane {}: ours {ours:.1} ns, floor {floor:.1} ns",
+                case.name
+            );
         }
     }
     Ok(())
