@@ -103,6 +103,11 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	struct conn_loc loc = {};
 	__u32 real = 0;
 
+	/* A SYN is never looked up; it is counted against the new-flow rate
+	 * first, and one over it is not stored, so its set is not even
+	 * located: a flood of them costs no more than it must. */
+	if (table && syn && !may_store(p, ctl))
+		table = 0;
 	if (table)
 		loc = conn_locate(p);
 
@@ -153,7 +158,7 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	if (!real)
 		real = ring_pick(p, vip);
 	/* a reset ends the flow: nothing to remember */
-	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)) && may_store(p, ctl))
+	if (real && table && !(tcp && (p->tcp_flags & TCPF_RST_BIT)) && (syn || may_store(p, ctl)))
 		conn_store(loc, p, real, ctl);
 	return chosen(p, real);
 }
