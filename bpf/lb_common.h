@@ -24,6 +24,8 @@ const volatile __u32 ring_mod_shift = 0;
 /* 1: no CPU has a table of its own (conn_table = "shared"), so the shared
  * table is used without trying a per-CPU one first. */
 const volatile __u8 shared_table_only = 0;
+/* 1: every CPU has a table of its own, so `conn_cpus` need not be read. */
+const volatile __u8 every_cpu_own_table = 0;
 /* Sets in each per-CPU connection table and in the shared one, and the
  * secret seed of conn_hash. */
 const volatile __u32 conn_nsets = 1;

@@ -36,18 +36,29 @@ struct conn_loc {
 	__u32 tag;
 };
 
+/* Whether this CPU has a table of its own: every CPU has, or none has, or
+ * `conn_cpus` says (both extremes are known at load time). */
+INLINE int own_table(void)
+{
+	__u32 cpu, *own;
+
+	if (every_cpu_own_table)
+		return 1;
+	cpu = bpf_get_smp_processor_id();
+	own = bpf_map_lookup_elem(&conn_cpus, &cpu);
+	return own && *own;
+}
+
 /* The set of the flow as it now stands in p->flow. A CPU left out of
  * `forwarding_cpus` uses the shared table and counts it; with the shared
- * table only (known at load time) nothing is tried or counted. */
+ * table only nothing is tried or counted. */
 INLINE struct conn_loc conn_locate(const struct pkt *p)
 {
 	struct conn_loc loc = { .tag = conn_hash(&p->flow) };
-	__u32 cpu, idx, *own;
+	__u32 idx;
 
 	if (!shared_table_only) {
-		cpu = bpf_get_smp_processor_id();
-		own = bpf_map_lookup_elem(&conn_cpus, &cpu);
-		if (own && *own) {
+		if (own_table()) {
 			idx = ((__u64)loc.tag * conn_nsets) >> 32;
 			loc.set = bpf_map_lookup_elem(&conn_sets, &idx);
 			/* keeps the compiler from merging the two lookups into

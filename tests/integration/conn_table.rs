@@ -2,7 +2,8 @@
 //! bpf/lb_types.h), through the kernel with BPF_PROG_TEST_RUN: UDP entries
 //! expire, a full set evicts an entry not used since its last eviction and
 //! counts it, established flows keep their real when an apply changes the
-//! ring, a real is only taken from a way under the flow's own tag (what
+//! ring, a CPU left out of `forwarding_cpus` uses the shared table, a real
+//! is only taken from a way under the flow's own tag (what
 //! keeps the shared table safe from half-written ways), and during a
 //! replacement a flow neither table knows follows the replaced dataplane's
 //! ring. The test thread is pinned to one CPU so that every packet uses
@@ -16,6 +17,7 @@ use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_RST, TCP_SYN};
 use katran::apply::apply;
 use katran::kernel::bpf::abi::types::{self, lb_stat};
 use katran::kernel::bpf::abi::{self, addr_words};
+use katran::kernel::bpf::kernel_store::ConnTable;
 use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
 use katran::kernel::bpf::prev_ring;
 use katran::kernel::testrun::{run_once, XDP_TX};
@@ -59,17 +61,7 @@ fn load_ring(name: &str, entries: u32, ring_size: u32) -> Option<(Dataplane, Map
     if !common::privileged(name) {
         return None;
     }
-    // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
-    unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(cpu >= 0);
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
+    pin_to_this_cpu();
     let dp = Dataplane::load(&LoadOptions {
         ring_size,
         max_vips: 8,
@@ -80,6 +72,22 @@ fn load_ring(name: &str, entries: u32, ring_size: u32) -> Option<(Dataplane, Map
     .expect("loading the balancer");
     let stats = dp.maps().expect("map handles").stats;
     Some((dp, stats))
+}
+
+/// Pins this thread to the CPU it runs on, and returns the CPU.
+fn pin_to_this_cpu() -> u32 {
+    // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+        cpu as u32
+    }
 }
 
 fn stat(stats: &MapHandle, which: lb_stat) -> u64 {
@@ -179,6 +187,51 @@ fn a_real_is_taken_only_under_the_flows_own_tag() {
     assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 1);
     assert_eq!(send(&dp, &ack), first);
     assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_HIT), 2);
+}
+
+#[test]
+fn a_cpu_without_a_table_of_its_own_uses_the_shared_one() {
+    if !common::privileged("per-CPU tables: a CPU left out") {
+        return;
+    }
+    // pinned to this CPU, whose table is not in forwarding_cpus
+    let here = pin_to_this_cpu();
+    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u32;
+    let others: Vec<u32> = (0..cpus).filter(|c| *c != here).collect();
+    let dp = Dataplane::load(&LoadOptions {
+        ring_size: 4099,
+        max_vips: 8,
+        max_reals: 16,
+        conn_table_size: 64,
+        fallback_table_size: 64,
+        forwarding_cpus: Some(others),
+        ..LoadOptions::default()
+    })
+    .expect("loading the balancer");
+    let stats = dp.maps().expect("map handles").stats;
+    apply(&mut dp.store().unwrap(), &state(4)).unwrap();
+    let first = send(&dp, &tcp((CLIENT, 3001), (VIP_TCP, 80), TCP_SYN));
+    assert_eq!(
+        send(&dp, &tcp((CLIENT, 3001), (VIP_TCP, 80), TCP_ACK)),
+        first
+    );
+    assert_eq!(stat(&stats, lb_stat::STAT_FALLBACK_TABLE), 2);
+    assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 1);
+    let store = dp.store().unwrap();
+    let shared = store.conn_nsets(ConnTable::Shared);
+    assert_eq!(shared, 16);
+    let mut in_shared = 0;
+    store
+        .each_set_of(ConnTable::Shared, |_, sets| {
+            in_shared += sets
+                .iter()
+                .flat_map(|s| s.way)
+                .filter(|w| w.entry.real != 0)
+                .count();
+            false
+        })
+        .unwrap();
+    assert_eq!(in_shared, 1, "the flow is in the shared table");
 }
 
 #[test]

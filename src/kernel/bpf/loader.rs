@@ -142,6 +142,7 @@ impl Dataplane {
         rodata.ring_mod_shift = slot.shift;
         // No per-CPU table at all: the program goes to the shared one directly.
         rodata.shared_table_only = u8::from(o.shared_only());
+        rodata.every_cpu_own_table = u8::from(o.forwarding_cpus.is_none());
         let nsets = o.conn_nsets();
         let seed = random_u32()?;
         rodata.conn_nsets = nsets;
