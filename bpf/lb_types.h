@@ -190,7 +190,11 @@ struct conn_entry {
 	__u32 tag;   /* conn_hash of the flow */
 	__u32 atime; /* coarse clock >> CONN_CLOCK_SHIFT, refreshed for UDP */
 	__u32 flags; /* enum conn_flag */
-};
+} __attribute__((aligned(8)));
+/* 8-byte aligned, or the compiler splits each access to the word in two
+ * 4-byte ones (seen in the program the verifier loads), and a reader could
+ * pair one write's real with another's tag. */
+_Static_assert(_Alignof(struct conn_entry) == 8, "conn_entry's word must be one access");
 
 /*
  * The connection tables are set-associative arrays: a flow lives in set
