@@ -14,12 +14,28 @@
 
 #define NSEC_PER_SEC 1000000000ull
 
-/* The clock of the new-flow rate: CLOCK_MONOTONIC at tick resolution (a
- * few ms), plenty for one-second windows, and cheaper to read than the
- * precise clock. */
+/* The clock of the new-flow rate and of entry ages: CLOCK_MONOTONIC at tick
+ * resolution (a few ms), plenty for one-second windows and UDP timeouts.
+ * The coarse clock moves once a tick, when jiffies does, so this CPU keeps
+ * its last reading with the jiffies it was taken at: reading jiffies is one
+ * load (the verifier inlines it), the clock a helper call. */
+INLINE __u64 clock_of(struct rate_state *r)
+{
+	__u64 j = bpf_jiffies64();
+
+	if (r->clock_jiffies != j) {
+		r->clock_jiffies = j;
+		r->clock_ns = bpf_ktime_get_coarse_ns();
+	}
+	return r->clock_ns;
+}
+
 INLINE __u64 conn_clock(void)
 {
-	return bpf_ktime_get_coarse_ns();
+	__u32 zero = 0;
+	struct rate_state *r = bpf_map_lookup_elem(&conn_rate, &zero);
+
+	return r ? clock_of(r) : bpf_ktime_get_coarse_ns();
 }
 
 /* The same clock in the units of entry ages (see enum conn_layout). */
@@ -209,7 +225,7 @@ INLINE int over_conn_rate(const struct lb_ctl *ctl)
 	r = bpf_map_lookup_elem(&conn_rate, &zero);
 	if (!r)
 		return 1;
-	now = conn_clock();
+	now = clock_of(r);
 	if (now - r->window_start > NSEC_PER_SEC) {
 		r->window_start = now;
 		r->count = 1;

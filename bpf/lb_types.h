@@ -234,10 +234,13 @@ struct conn_meta {
 	__u32 nsets; /* sets per per-CPU table */
 };
 
-/* Per-CPU state for the new-connection rate limit. */
+/* Per-CPU state of the new-connection rate limit, and of the clock the
+ * connection tables read (see conn_clock in lb_conn.h). */
 struct rate_state {
 	__u64 window_start;
 	__u64 count;
+	__u64 clock_jiffies; /* jiffies when clock_ns was read */
+	__u64 clock_ns;      /* the coarse monotonic clock, read at clock_jiffies */
 };
 
 /* ---- statistics --------------------------------------------------------- */
