@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use super::Change;
 use crate::config::Settings;
 
-/// Ways per set of a per-CPU connection table (`CONN_WAYS` in
-/// bpf/lb_types.h; the build checks they agree): such a table holds
+/// Ways per set of a connection table, per-CPU or shared (`CONN_WAYS` in
+/// bpf/lb_types.h; the build checks they agree): a table holds
 /// `conn_table_size` rounded down to whole sets.
 pub const CONN_WAYS: u32 = 4;
 
@@ -35,11 +35,7 @@ impl LoadShape {
             ring_size: s.ring_size,
             max_vips: s.max_vips,
             max_reals: s.max_reals,
-            conn_table_size: if s.shared_conn_table {
-                s.conn_table_size
-            } else {
-                (s.conn_table_size / CONN_WAYS).max(1) * CONN_WAYS
-            },
+            conn_table_size: (s.conn_table_size / CONN_WAYS).max(1) * CONN_WAYS,
             per_cpu_tables: (!s.shared_conn_table).then(|| match &s.forwarding_cpus {
                 Some(list) => list.iter().copied().collect(),
                 None => (0..cpus).collect(),
@@ -168,6 +164,19 @@ mod tests {
             );
         }
         assert!(replacements(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn both_kinds_of_table_hold_whole_sets() {
+        // what the kernel reads back, so an unchanged file plans nothing
+        for shared_conn_table in [false, true] {
+            let s = Settings {
+                shared_conn_table,
+                conn_table_size: 1001,
+                ..Settings::default()
+            };
+            assert_eq!(LoadShape::wanted(&s, 2).conn_table_size, 1000);
+        }
     }
 
     #[test]
