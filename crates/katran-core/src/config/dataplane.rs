@@ -104,7 +104,7 @@ pub fn read(f: &mut Fields<'_>, p: &mut Problems) -> Dataplane {
         e.integer_in(
             i64::from(schema::MIN_CONN_TABLE_SIZE),
             i64::from(schema::MAX_CONN_TABLE_SIZE),
-            "conn_table_size counts flow entries per CPU (56 bytes each) or of the shared table (about 110 bytes each)",
+            "conn_table_size counts flow entries per CPU or of the shared table (56 bytes each)",
             p,
         )
     });
