@@ -62,9 +62,14 @@ impl LoadOptions {
         }
     }
 
-    /// Sets of the shared table `conn_shared`.
+    /// Sets of the shared table `conn_shared`: one when every CPU has a
+    /// table of its own, since no packet then uses it.
     pub fn shared_nsets(&self) -> u32 {
-        conn_sets(self.fallback_table_size)
+        if self.forwarding_cpus.is_none() {
+            1
+        } else {
+            conn_sets(self.fallback_table_size)
+        }
     }
 
     /// Entries of `vip_real_stats`: a row of `max_reals + 1` per VIP when
