@@ -55,6 +55,10 @@ dst, port, mark, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys
 fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
 with socket.socket(fam, socket.SOCK_STREAM) as s:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+    # a lone full-size segment (no GSO) would not fit the MTU once
+    # encapsulated, and is dropped as too big: whether TCP ever sends one
+    # is timing; segments of 1300 bytes fit, GSO frames still come
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1300)
     s.settimeout(5)
     s.connect((dst, port))
     s.sendall(b"x" * size)
