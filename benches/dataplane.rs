@@ -647,6 +647,23 @@ fn dataplane_section(cpu: usize) -> Result<()> {
     let mut flow_no = 0;
     let mut results: Vec<Case> = Vec::new();
     let started = Instant::now();
+    // `cases` on PLACEMENTS fresh loads of both programs, the runs split
+    // between them.
+    let mut measure_placed =
+        |tables: Tables, tag: &str, cases: &mut [Case], expect: &[Expect]| -> Result<()> {
+            for _ in 0..PLACEMENTS {
+                let ours = load_ours(tables, &dir, None)?;
+                let katran = load_katran(tables, KATRAN_OBJECT, tag)?;
+                Session {
+                    ours: &ours,
+                    katran: katran.as_ref(),
+                    flow_no: &mut flow_no,
+                    out: vec![0u8; 512],
+                }
+                .measure(cases, RUNS / PLACEMENTS, expect)?;
+            }
+            Ok(())
+        };
 
     // Per-CPU tables: every path.
     {
@@ -672,17 +689,7 @@ fn dataplane_section(cpu: usize) -> Result<()> {
             (&[S::STAT_FALLBACK_TABLE], 0, "fallback-table uses"),
             (&[S::STAT_XDP_DROP], 0, "drops"),
         ];
-        for _ in 0..PLACEMENTS {
-            let ours = load_ours(Tables::PerCpu, &dir, None)?;
-            let katran = load_katran(Tables::PerCpu, KATRAN_OBJECT, "pcpu")?;
-            let mut s = Session {
-                ours: &ours,
-                katran: katran.as_ref(),
-                flow_no: &mut flow_no,
-                out: vec![0u8; 512],
-            };
-            s.measure(&mut cases, RUNS / PLACEMENTS, expect)?;
-        }
+        measure_placed(Tables::PerCpu, "pcpu", &mut cases, expect)?;
         results.extend(cases);
     }
 
@@ -706,17 +713,7 @@ fn dataplane_section(cpu: usize) -> Result<()> {
             (&[S::STAT_XDP_TX], 2 * r, "transmits"),
             (&[S::STAT_CONN_RATE_LIMITED], 0, "rate-limited inserts"),
         ];
-        for _ in 0..PLACEMENTS {
-            let ours = load_ours(Tables::Shared, &dir, None)?;
-            let katran = load_katran(Tables::Shared, KATRAN_OBJECT, "shared")?;
-            let mut s = Session {
-                ours: &ours,
-                katran: katran.as_ref(),
-                flow_no: &mut flow_no,
-                out: vec![0u8; 512],
-            };
-            s.measure(&mut cases, RUNS / PLACEMENTS, expect)?;
-        }
+        measure_placed(Tables::Shared, "shared", &mut cases, expect)?;
         results.extend(cases);
     }
 
