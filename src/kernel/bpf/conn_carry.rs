@@ -30,8 +30,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use super::abi::{bytes, from_bytes, types, Pod};
-use super::conn_set::{self, Placed};
+use super::abi::{from_bytes, types, Pod};
+use super::conn_set::{self, ConnTable, Placed};
 use super::percpu;
 
 fn open(dir: &Path, name: &str) -> Result<MapHandle> {
@@ -289,12 +289,9 @@ impl Tables {
             } => {
                 per_cpu(sets, cpus, used, &mut out)?;
                 for idx in 0..shared.max_entries() {
-                    let set = shared
-                        .lookup(&idx.to_ne_bytes(), MapFlags::ANY)
-                        .context("reading a shared-table set")?
-                        .and_then(|v| from_bytes::<types::conn_set>(&v))
-                        .unwrap_or_default();
-                    out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
+                    for set in conn_set::read(shared, ConnTable::Shared, idx)?.unwrap_or_default() {
+                        out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
+                    }
                 }
             }
             Tables::SetsLru {
@@ -419,7 +416,7 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
     };
     let mut c = Carried::default();
     // entries grouped by (table, set): one read and one write per set
-    let mut by_set: BTreeMap<(bool, u32), Vec<Item>> = BTreeMap::new();
+    let mut by_set: BTreeMap<(ConnTable, u32), Vec<Item>> = BTreeMap::new();
     for conn in conns {
         let Some(&real) = index.get(&conn.real) else {
             c.real_gone += 1;
@@ -438,52 +435,41 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
         };
         let slot = conn_set::slot(&conn.key, meta.seed, nsets);
         let age = conn_set::age_units(conn.atime);
+        let table = if targets.is_some() {
+            ConnTable::PerCpu
+        } else {
+            ConnTable::Shared
+        };
         by_set
-            .entry((targets.is_some(), slot.set))
+            .entry((table, slot.set))
             .or_default()
             .push((targets, conn.key, slot.tag, real, age));
     }
-    for ((per_cpu, idx), items) in by_set {
-        let key = idx.to_ne_bytes();
-        // two writes, the first with the new entries hidden: the new
-        // dataplane may already be running (see conn_set::hidden)
-        if per_cpu {
-            let before = percpu::copies::<types::conn_set>(sets, idx)
-                .context("reading a connection-table set")?
-                .unwrap_or_default();
-            let mut copies = before.clone();
-            for (targets, k, tag, real, age) in &items {
-                for cpu in targets.iter().flatten() {
-                    if let Some(set) = copies.get_mut(*cpu as usize) {
-                        c.count(conn_set::place(set, k, *tag, *real, *age));
-                    }
+    for ((table, idx), items) in by_set {
+        let map = match table {
+            ConnTable::PerCpu => sets,
+            ConnTable::Shared => shared,
+        };
+        let before = conn_set::read(map, table, idx)?
+            .with_context(|| format!("no set {idx} in a connection table"))?;
+        let mut copies = before.clone();
+        for (targets, k, tag, real, age) in &items {
+            // no targets: the shared table's one copy
+            for cpu in targets.as_deref().unwrap_or(&[0]) {
+                if let Some(set) = copies.get_mut(*cpu as usize) {
+                    c.count(conn_set::place(set, k, *tag, *real, *age));
                 }
             }
-            let hidden: Vec<Vec<u8>> = before
-                .iter()
-                .zip(&copies)
-                .map(|(b, a)| bytes(&conn_set::hidden(b, a)).to_vec())
-                .collect();
-            let out: Vec<Vec<u8>> = copies.iter().map(|s| bytes(s).to_vec()).collect();
-            for v in [hidden, out] {
-                sets.update_percpu(&key, &v, MapFlags::ANY)
-                    .context("writing a connection-table set")?;
-            }
-        } else {
-            let before = shared
-                .lookup(&key, MapFlags::ANY)
-                .context("reading a shared-table set")?
-                .and_then(|v| from_bytes::<types::conn_set>(&v))
-                .unwrap_or_default();
-            let mut set = before;
-            for (_, k, tag, real, age) in &items {
-                c.count(conn_set::place(&mut set, k, *tag, *real, *age));
-            }
-            for v in [conn_set::hidden(&before, &set), set] {
-                shared
-                    .update(&key, bytes(&v), MapFlags::ANY)
-                    .context("writing a shared-table set")?;
-            }
+        }
+        // two writes, the first with the new entries hidden: the new
+        // dataplane may already be running (see conn_set::hidden)
+        let hidden: Vec<types::conn_set> = before
+            .iter()
+            .zip(&copies)
+            .map(|(b, a)| conn_set::hidden(b, a))
+            .collect();
+        for v in [hidden, copies] {
+            conn_set::write(map, table, idx, &v)?;
         }
     }
     Ok(c)

@@ -1,10 +1,64 @@
 //! The connection tables' sets as user space sees them: where a flow's
-//! entry lives, finding it, and placing one without evicting. The rules are
-//! the dataplane's (bpf/lb_conn.h, `enum conn_layout`); this is the one
-//! place user space states them, for the per-CPU tables and the shared one
-//! alike.
+//! entry lives, finding it, placing one without evicting, and reading or
+//! writing a set of either kind of table. The rules are the dataplane's
+//! (bpf/lb_conn.h, `enum conn_layout`); this is the one place user space
+//! states them, for the per-CPU tables and the shared one alike.
 
-use super::abi::{self, bytes, types};
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+use super::abi::{self, bytes, from_bytes, types};
+use super::percpu;
+
+/// The two kinds of connection table (see `enum conn_layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConnTable {
+    /// `conn_sets`: a table per CPU marked in `conn_cpus`.
+    PerCpu,
+    /// `conn_shared`: one table for every other CPU.
+    Shared,
+}
+
+impl ConnTable {
+    /// As `/metrics` labels it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnTable::PerCpu => "per-cpu",
+            ConnTable::Shared => "shared",
+        }
+    }
+}
+
+/// Set `idx` of `map`, a table of kind `table`: one copy per CPU of a
+/// per-CPU table, the one copy of the shared table.
+pub fn read(map: &MapHandle, table: ConnTable, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
+    match table {
+        ConnTable::PerCpu => percpu::copies::<types::conn_set>(map, idx),
+        ConnTable::Shared => Ok(map
+            .lookup(&idx.to_ne_bytes(), MapFlags::ANY)?
+            .and_then(|v| from_bytes::<types::conn_set>(&v))
+            .map(|s| vec![s])),
+    }
+    .context("reading a connection-table set")
+}
+
+/// Writes set `idx` of `map` as `read` gave it. Reading and writing a set
+/// are separate system calls: a flow the program inserts in between is
+/// lost again (its next packet is a table miss).
+pub fn write(map: &MapHandle, table: ConnTable, idx: u32, sets: &[types::conn_set]) -> Result<()> {
+    let key = idx.to_ne_bytes();
+    match table {
+        ConnTable::PerCpu => {
+            let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
+            map.update_percpu(&key, &out, MapFlags::ANY)
+        }
+        ConnTable::Shared => {
+            let set = sets.first().context("no set to write")?;
+            map.update(&key, bytes(set), MapFlags::ANY)
+        }
+    }
+    .context("writing a connection-table set")
+}
 
 /// A flow's place in a table: its set, and the tag its entry carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

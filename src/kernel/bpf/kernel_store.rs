@@ -12,8 +12,8 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use super::abi::{self, bytes, from_bytes, types, Pod};
 use super::conn_set;
+pub use super::conn_set::ConnTable;
 use super::mmap_array::U32Array;
-use super::percpu;
 use crate::maglev::RingDelta;
 use crate::model::{Globals, RingKind, VipKey};
 use crate::store::{BackendRecord, Limits, MapStore, RealRecord, VipRecord};
@@ -403,41 +403,15 @@ impl KernelStore {
 
     /// Sets in each table of kind `table`.
     pub fn conn_nsets(&self, table: ConnTable) -> u32 {
-        match table {
-            ConnTable::PerCpu => self.maps.conn_sets.max_entries(),
-            ConnTable::Shared => self.maps.conn_shared.max_entries(),
-        }
+        self.conn_map(table).max_entries()
     }
 
-    /// Set `idx` of `table`: one copy per CPU of a per-CPU table, the one
-    /// copy of the shared table.
-    fn read_conn_set(&self, table: ConnTable, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
+    /// The map holding the tables of kind `table`.
+    fn conn_map(&self, table: ConnTable) -> &MapHandle {
         match table {
-            ConnTable::PerCpu => percpu::copies::<types::conn_set>(&self.maps.conn_sets, idx),
-            ConnTable::Shared => Ok(get::<types::conn_set>(
-                &self.maps.conn_shared,
-                &idx.to_ne_bytes(),
-            )?
-            .map(|s| vec![s])),
+            ConnTable::PerCpu => &self.maps.conn_sets,
+            ConnTable::Shared => &self.maps.conn_shared,
         }
-        .context("reading a connection-table set")
-    }
-
-    fn write_conn_set(&self, table: ConnTable, idx: u32, sets: &[types::conn_set]) -> Result<()> {
-        let key = idx.to_ne_bytes();
-        match table {
-            ConnTable::PerCpu => {
-                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
-                self.maps.conn_sets.update_percpu(&key, &out, MapFlags::ANY)
-            }
-            ConnTable::Shared => {
-                let set = sets.first().context("no set to write")?;
-                self.maps
-                    .conn_shared
-                    .update(&key, bytes(set), MapFlags::ANY)
-            }
-        }
-        .context("writing a connection-table set")
     }
 
     /// The tables this dataplane has: the per-CPU ones when some CPU has
@@ -472,11 +446,11 @@ impl KernelStore {
         mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool,
     ) -> Result<()> {
         for idx in 0..self.conn_nsets(table) {
-            let Some(mut sets) = self.read_conn_set(table, idx)? else {
+            let Some(mut sets) = conn_set::read(self.conn_map(table), table, idx)? else {
                 continue;
             };
             if f(idx, &mut sets) {
-                self.write_conn_set(table, idx, &sets)?;
+                conn_set::write(self.conn_map(table), table, idx, &sets)?;
             }
         }
         Ok(())
@@ -491,31 +465,12 @@ impl KernelStore {
         tables.reverse();
         for table in tables {
             let slot = conn_set::slot(key, meta.seed, self.conn_nsets(table));
-            let copies = self.read_conn_set(table, slot.set)?.unwrap_or_default();
+            let copies = conn_set::read(self.conn_map(table), table, slot.set)?.unwrap_or_default();
             if let Some(real) = copies.iter().find_map(|s| conn_set::find(s, key, slot.tag)) {
                 return Ok(Some(real));
             }
         }
         Ok(None)
-    }
-}
-
-/// The two kinds of connection table (see `enum conn_layout`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnTable {
-    /// `conn_sets`: a table per CPU marked in `conn_cpus`.
-    PerCpu,
-    /// `conn_shared`: one table for every other CPU.
-    Shared,
-}
-
-impl ConnTable {
-    /// As `/metrics` labels it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConnTable::PerCpu => "per-cpu",
-            ConnTable::Shared => "shared",
-        }
     }
 }
 
@@ -792,14 +747,14 @@ impl MapStore for KernelStore {
                     w.entry.tag = !w.entry.tag;
                 }
             }
-            self.write_conn_set(table, set, &copies)?;
+            conn_set::write(self.conn_map(table), table, set, &copies)?;
             for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
                 if w.entry.real == idx {
                     *w = types::conn_way::default();
                     purged += 1;
                 }
             }
-            self.write_conn_set(table, set, &copies)?;
+            conn_set::write(self.conn_map(table), table, set, &copies)?;
         }
         Ok(purged)
     }
