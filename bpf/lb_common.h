@@ -27,10 +27,10 @@ const volatile __u8 shared_table_only = 0;
 /* 1: every CPU has a table of its own, so `conn_cpus` need not be read. */
 const volatile __u8 every_cpu_own_table = 0;
 /* Sets in each per-CPU connection table and in the shared one, and the
- * secret seed of conn_hash. */
+ * secret keys of conn_hash (katran-core's conn_hash.rs draws them). */
 const volatile __u32 conn_nsets = 1;
 const volatile __u32 conn_shared_nsets = 1;
-const volatile __u32 conn_seed = 0;
+const volatile __u64 conn_keys[4];
 /* Entries per VIP in `vip_real_stats` (max_reals + 1); 0: not counted, and
  * the verifier drops the code that would. */
 const volatile __u32 vip_real_slots = 0;

@@ -105,27 +105,19 @@ INLINE __u32 vip_cache_slot(const struct vip_key *k)
 	return ((x ^ w[4]) * (__u32)VIP_FILTER_MULT) >> (32 - VIP_CACHE_LOG2);
 }
 
-INLINE __u32 jhash_3words(__u32 a, __u32 b, __u32 c, __u32 seed)
-{
-	seed += JHASH_INITVAL + (3 << 2);
-	a += seed;
-	b += seed;
-	c += seed;
-	JHASH_FINAL(a, b, c);
-	return c;
-}
-
 /* A flow's hash in the connection tables: its top bits choose the set, all
  * of it is the entry's tag. The flow's words are folded to three and hashed
- * with a seed chosen at load, so nobody outside can aim flows at one set.
- * `abi::conn_hash` in Rust computes the same. */
+ * by multiply-shift with keys drawn at load, so nobody outside can aim flows
+ * at one set (katran-core's conn_hash.rs says why this hash; `abi::conn_hash`
+ * computes the same). */
 INLINE __u32 conn_hash(const struct flow_key *f)
 {
-	__u32 src = f->src[0] ^ f->src[1] ^ f->src[2] ^ f->src[3];
-	__u32 dst = f->dst[0] ^ f->dst[1] ^ f->dst[2] ^ f->dst[3] ^ f->proto;
-	__u32 ports = (__u32)f->sport | ((__u32)f->dport << 16);
+	__u64 src = f->src[0] ^ f->src[1] ^ f->src[2] ^ f->src[3];
+	__u64 dst = f->dst[0] ^ f->dst[1] ^ f->dst[2] ^ f->dst[3] ^ f->proto;
+	__u64 ports = (__u32)f->sport | ((__u32)f->dport << 16);
 
-	return jhash_3words(src, ports, dst, conn_seed);
+	return (conn_keys[0] + conn_keys[1] * src + conn_keys[2] * ports + conn_keys[3] * dst) >>
+	       32;
 }
 
 /* Words are the packet's bytes read as little-endian integers, as Katran

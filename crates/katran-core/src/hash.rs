@@ -124,14 +124,6 @@ pub fn jhash_2words(a: u32, b: u32, initval: u32) -> u32 {
     c
 }
 
-/// The kernel's `jhash_3words(a, b, c, initval)`.
-pub fn jhash_3words(a: u32, b: u32, c: u32, initval: u32) -> u32 {
-    let s = initval.wrapping_add(JHASH_INITVAL).wrapping_add(3 << 2);
-    let (mut a, mut b, mut c) = (a.wrapping_add(s), b.wrapping_add(s), c.wrapping_add(s));
-    jfinal(&mut a, &mut b, &mut c);
-    c
-}
-
 /// The 32-bit word the dataplane builds from a flow's ports: the two ports as
 /// they sit in the packet (network order, source first) read as one
 /// little-endian `u32`. Ports are passed as ordinary numbers.

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod conn_hash;
 pub mod explain;
 pub mod fastmod;
 pub mod hash;

@@ -101,7 +101,7 @@ pub fn conn_hash(f: &types::flow_key, seed: u32) -> u32 {
     let src = fold(f.src);
     let dst = fold(f.dst) ^ u32::from(f.proto);
     let ports = u32::from(f.sport) | (u32::from(f.dport) << 16);
-    crate::hash::jhash_3words(src, ports, dst, seed)
+    katran_core::conn_hash::ConnKeys::from_seed(seed).hash([src, ports, dst])
 }
 
 /// The set a hash chooses in a table of `nsets` sets, as in bpf/lb_conn.h.

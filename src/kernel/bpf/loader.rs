@@ -152,7 +152,7 @@ impl Dataplane {
         let seed = random_u32()?;
         rodata.conn_nsets = nsets;
         rodata.conn_shared_nsets = o.shared_nsets();
-        rodata.conn_seed = seed;
+        rodata.conn_keys = katran_core::conn_hash::ConnKeys::from_seed(seed).0;
         let vip_real_entries = o
             .vip_real_entries()
             .context("max_vips x (max_reals + 1) per-(VIP, real) counters exceed 2^32")?;
