@@ -8,10 +8,13 @@
 //! "High Speed Hashing for Integers and Strings", 2015): with 32-bit words
 //! x1..x3 and 64-bit keys a0..a3, the upper half of
 //! `a0 + a1*x1 + a2*x2 + a3*x3 (mod 2^64)` is strongly universal when the
-//! keys are uniformly random. Two distinct flows then share a set of a
-//! table of n sets with probability about 1/n, whichever flows are chosen.
-//! Three multiplies and three adds: jhash, which it replaces, took some
-//! thirty operations and measured slower on every established path.
+//! keys are uniformly random. Two flows whose folded words differ then
+//! share a set of a table of n sets with probability about 1/n, whichever
+//! flows are chosen. (Flows are folded to three words first, addresses by
+//! xor, as they were for jhash: IPv6 sources with the same fold, and the
+//! same ports, land in one set whatever the keys.) Three multiplies and
+//! three adds: jhash, which it replaces, took some thirty operations and
+//! measured slower on every established path.
 
 /// The four keys of one dataplane's connection tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
