@@ -30,7 +30,7 @@ const volatile __u8 every_cpu_own_table = 0;
  * secret keys of conn_hash (katran-core's conn_hash.rs draws them). */
 const volatile __u32 conn_nsets = 1;
 const volatile __u32 conn_shared_nsets = 1;
-const volatile __u64 conn_keys[4];
+const volatile __u64 conn_keys[10];
 /* Entries per VIP in `vip_real_stats` (max_reals + 1); 0: not counted, and
  * the verifier drops the code that would. */
 const volatile __u32 vip_real_slots = 0;

@@ -70,7 +70,7 @@ INLINE int own_table(void)
  * table only nothing is tried or counted. */
 INLINE struct conn_loc conn_locate(const struct pkt *p)
 {
-	struct conn_loc loc = { .tag = conn_hash(&p->flow) };
+	struct conn_loc loc = { .tag = conn_hash(&p->flow, p->v6) };
 	__u32 idx;
 
 	if (!shared_table_only) {

@@ -106,18 +106,22 @@ INLINE __u32 vip_cache_slot(const struct vip_key *k)
 }
 
 /* A flow's hash in the connection tables: its top bits choose the set, all
- * of it is the entry's tag. The flow's words are folded to three and hashed
- * by multiply-shift with keys drawn at load, so nobody outside can aim flows
- * at one set (katran-core's conn_hash.rs says why this hash; `abi::conn_hash`
- * computes the same). */
-INLINE __u32 conn_hash(const struct flow_key *f)
+ * of it is the entry's tag. Multiply-shift over the flow's nine words with
+ * keys drawn at load, so nobody outside can aim flows at one set
+ * (katran-core's conn_hash.rs says why this hash; `abi::conn_hash` computes
+ * the same). An IPv4 flow's other address words are zero, so their terms
+ * are left out. */
+INLINE __u32 conn_hash(const struct flow_key *f, int v6)
 {
-	__u64 src = f->src[0] ^ f->src[1] ^ f->src[2] ^ f->src[3];
-	__u64 dst = f->dst[0] ^ f->dst[1] ^ f->dst[2] ^ f->dst[3] ^ f->proto;
 	__u64 ports = (__u32)f->sport | ((__u32)f->dport << 16);
+	__u64 h = conn_keys[0] + conn_keys[1] * f->src[0] +
+	          conn_keys[5] * (__u32)(f->dst[0] ^ f->proto) + conn_keys[9] * ports;
 
-	return (conn_keys[0] + conn_keys[1] * src + conn_keys[2] * ports + conn_keys[3] * dst) >>
-	       32;
+	if (v6)
+		h += conn_keys[2] * f->src[1] + conn_keys[3] * f->src[2] +
+		     conn_keys[4] * f->src[3] + conn_keys[6] * f->dst[1] +
+		     conn_keys[7] * f->dst[2] + conn_keys[8] * f->dst[3];
+	return h >> 32;
 }
 
 /* Words are the packet's bytes read as little-endian integers, as Katran

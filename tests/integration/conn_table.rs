@@ -6,7 +6,8 @@
 //! is only taken from a way under the flow's own tag (what
 //! keeps the shared table safe from half-written ways), and during a
 //! replacement a flow neither table knows follows the replaced dataplane's
-//! ring. The test thread is pinned to one CPU so that every packet uses
+//! ring, and the dataplane places IPv4 and IPv6 flows where user space
+//! looks for them. The test thread is pinned to one CPU so that every packet uses
 //! that CPU's table.
 
 use crate::common;
@@ -17,6 +18,7 @@ use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_RST, TCP_SYN};
 use katran::apply::apply;
 use katran::kernel::bpf::abi::types::{self, lb_stat};
 use katran::kernel::bpf::abi::{self, addr_words};
+use katran::kernel::bpf::conn_set;
 use katran::kernel::bpf::kernel_store::ConnTable;
 use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
 use katran::kernel::bpf::prev_ring;
@@ -187,6 +189,67 @@ fn a_real_is_taken_only_under_the_flows_own_tag() {
     assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_MISS_TCP_NONSYN), 1);
     assert_eq!(send(&dp, &ack), first);
     assert_eq!(stat(&maps.stats, lb_stat::STAT_CONN_HIT), 2);
+}
+
+#[test]
+fn the_dataplane_places_v4_and_v6_flows_where_user_space_looks() {
+    if !common::privileged("connection hash: IPv4 and IPv6 flows") {
+        return;
+    }
+    // the shared table only, of 16 sets: the set and the tag are both checked
+    let dp = Dataplane::load(&LoadOptions {
+        ring_size: 4099,
+        max_vips: 8,
+        max_reals: 16,
+        fallback_table_size: 64,
+        forwarding_cpus: Some(Vec::new()),
+        ..LoadOptions::default()
+    })
+    .expect("loading the balancer");
+    let maps = dp.maps().expect("map handles");
+    let vip6: IpAddr = "fc00::1".parse().unwrap();
+    let client6: IpAddr = "2001:db8:7:1:2:3:4:5".parse().unwrap();
+    let mut s = state(4);
+    s.vips.push(Vip {
+        key: VipKey {
+            addr: vip6,
+            port: 80,
+            proto: Proto::Tcp,
+        },
+        flags: VipFlags::default(),
+        reals: reals(4),
+    });
+    apply(&mut dp.store().unwrap(), &s).unwrap();
+    let meta: types::conn_meta = maps
+        .conn_meta
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .unwrap()
+        .and_then(|v| abi::from_bytes(&v))
+        .expect("conn_meta");
+    for (client, vip) in [(CLIENT, VIP_TCP), (client6, vip6)] {
+        send(&dp, &tcp((client, 3001), (vip, 80), TCP_SYN));
+        let key = types::flow_key {
+            src: addr_words(client),
+            dst: addr_words(vip),
+            sport: 3001u16.to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
+        let slot = conn_set::slot(&key, meta.seed, maps.conn_shared.max_entries());
+        let set: types::conn_set = maps
+            .conn_shared
+            .lookup(&slot.set.to_ne_bytes(), MapFlags::ANY)
+            .unwrap()
+            .and_then(|v| abi::from_bytes(&v))
+            .expect("a set");
+        assert!(
+            conn_set::find(&set, &key, slot.tag).is_some(),
+            "{client} -> {vip}: not in set {} under tag {:#x}",
+            slot.set,
+            slot.tag
+        );
+    }
 }
 
 #[test]

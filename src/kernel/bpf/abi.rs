@@ -97,11 +97,19 @@ pub fn vip_cache_slot(k: &types::vip_key) -> u32 {
 /// A flow's hash in the connection tables (`conn_hash` in bpf/lb_hash.h):
 /// its top bits choose the set, all of it is the entry's tag.
 pub fn conn_hash(f: &types::flow_key, seed: u32) -> u32 {
-    let fold = |w: [u32; 4]| w[0] ^ w[1] ^ w[2] ^ w[3];
-    let src = fold(f.src);
-    let dst = fold(f.dst) ^ u32::from(f.proto);
     let ports = u32::from(f.sport) | (u32::from(f.dport) << 16);
-    katran_core::conn_hash::ConnKeys::from_seed(seed).hash([src, ports, dst])
+    let words = [
+        f.src[0],
+        f.src[1],
+        f.src[2],
+        f.src[3],
+        f.dst[0] ^ u32::from(f.proto),
+        f.dst[1],
+        f.dst[2],
+        f.dst[3],
+        ports,
+    ];
+    katran_core::conn_hash::ConnKeys::from_seed(seed).hash(words)
 }
 
 /// The set a hash chooses in a table of `nsets` sets, as in bpf/lb_conn.h.
