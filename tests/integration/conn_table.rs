@@ -77,6 +77,24 @@ fn load_ring(name: &str, entries: u32, ring_size: u32) -> Option<(Dataplane, Map
 }
 
 /// Pins this thread to the CPU it runs on, and returns the CPU.
+/// The shared table only, of `entries` flows (no CPU has a table of its
+/// own, so no pinning is needed).
+fn load_shared(name: &str, entries: u32) -> Option<Dataplane> {
+    if !common::privileged(name) {
+        return None;
+    }
+    let dp = Dataplane::load(&LoadOptions {
+        ring_size: 4099,
+        max_vips: 8,
+        max_reals: 16,
+        fallback_table_size: entries,
+        forwarding_cpus: Some(Vec::new()),
+        ..LoadOptions::default()
+    })
+    .expect("loading the balancer");
+    Some(dp)
+}
+
 fn pin_to_this_cpu() -> u32 {
     // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
     unsafe {
@@ -150,19 +168,10 @@ fn a_full_set_evicts_an_unused_entry_and_counts_it() {
 
 #[test]
 fn a_real_is_taken_only_under_the_flows_own_tag() {
-    if !common::privileged("shared table: tags") {
-        return;
-    }
     // the shared table only, of one set
-    let dp = Dataplane::load(&LoadOptions {
-        ring_size: 4099,
-        max_vips: 8,
-        max_reals: 16,
-        fallback_table_size: 4,
-        forwarding_cpus: Some(Vec::new()),
-        ..LoadOptions::default()
-    })
-    .expect("loading the balancer");
+    let Some(dp) = load_shared("shared table: tags", 4) else {
+        return;
+    };
     let maps = dp.maps().expect("map handles");
     apply(&mut dp.store().unwrap(), &state(4)).unwrap();
     let first = send(&dp, &tcp((CLIENT, 2001), (VIP_TCP, 80), TCP_SYN));
@@ -193,19 +202,10 @@ fn a_real_is_taken_only_under_the_flows_own_tag() {
 
 #[test]
 fn the_dataplane_places_v4_and_v6_flows_where_user_space_looks() {
-    if !common::privileged("connection hash: IPv4 and IPv6 flows") {
-        return;
-    }
     // the shared table only, of 16 sets: the set and the tag are both checked
-    let dp = Dataplane::load(&LoadOptions {
-        ring_size: 4099,
-        max_vips: 8,
-        max_reals: 16,
-        fallback_table_size: 64,
-        forwarding_cpus: Some(Vec::new()),
-        ..LoadOptions::default()
-    })
-    .expect("loading the balancer");
+    let Some(dp) = load_shared("connection hash: IPv4 and IPv6 flows", 64) else {
+        return;
+    };
     let maps = dp.maps().expect("map handles");
     let vip6: IpAddr = "fc00::1".parse().unwrap();
     let client6: IpAddr = "2001:db8:7:1:2:3:4:5".parse().unwrap();
