@@ -57,14 +57,17 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
 
 /* Transport ports (and TCP flags) at `off`. A quoted header (from an ICMP
  * error) describes the reverse direction, so its ports are swapped; it may
- * be as short as the 8 bytes ICMP is required to quote. */
-INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
+ * be as short as the 8 bytes ICMP is required to quote. `quoted` is a
+ * constant at each caller: read back from `p->icmp`, the verifier could
+ * not always tell the two cases apart (and rejected a 20-byte read of an
+ * 8-byte quote the code never makes). */
+INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off, int quoted)
 {
 	struct udphdr *uh = data + off;
 	__u32 need;
 
 	if (p->flow.proto == IPPROTO_TCP)
-		need = p->icmp ? 8 : sizeof(struct tcphdr);
+		need = quoted ? 8 : sizeof(struct tcphdr);
 	else if (p->flow.proto == IPPROTO_UDP)
 		need = sizeof(struct udphdr);
 	else
@@ -73,7 +76,7 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
 	/* the header must be in the frame and inside the IP packet */
 	if (off > 200 || data + off + need > data_end || off + need > p->ip_end)
 		return drop(STAT_DROP_MALFORMED);
-	if (p->flow.proto == IPPROTO_TCP && !p->icmp) {
+	if (p->flow.proto == IPPROTO_TCP && !quoted) {
 		struct tcphdr *th = data + off;
 		__u32 len = th->doff * 4;
 
@@ -82,7 +85,7 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off)
 	}
 
 	/* TCP and UDP both start with source and destination port. */
-	if (p->icmp) {
+	if (quoted) {
 		p->flow.sport = uh->dest;
 		p->flow.dport = uh->source;
 	} else {
@@ -157,7 +160,7 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	if (!maybe_vip(p))
 		return not_ours(what);
 	*what = PARSED_FLOW;
-	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN);
+	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN, 1);
 }
 
 INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *what)
@@ -186,7 +189,7 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	if (!maybe_vip(p))
 		return not_ours(what);
 	*what = PARSED_FLOW;
-	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN);
+	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN, 1);
 }
 
 INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *what)
@@ -216,7 +219,7 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 		return parse_icmp4(data, data_end, p, what);
 	*what = PARSED_FLOW;
 	p->flow.proto = iph->protocol;
-	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN);
+	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN, 0);
 }
 
 INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *what)
@@ -243,7 +246,7 @@ INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *wh
 		return parse_icmp6(data, data_end, p, what);
 	*what = PARSED_FLOW;
 	p->flow.proto = ip6h->nexthdr;
-	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN);
+	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN, 0);
 }
 
 #endif /* LB_PARSE_H */
