@@ -77,7 +77,7 @@ INLINE struct real_def *live_real(const struct pkt *p, __u32 idx, int migrate, _
 
 	if (!r || !(r->flags & (REAL_IN_GEN0 << gen)))
 		return NULL;
-	if (migrate && (r->flags & (REAL_DOWN_GEN0 << gen))) {
+	if (unlikely(migrate && (r->flags & (REAL_DOWN_GEN0 << gen)))) {
 		bump(p, STAT_UDP_FLOW_MIGRATED);
 		return NULL;
 	}
@@ -118,7 +118,7 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 		bump(p, real ? STAT_QUIC_CID_ROUTED
 		        : id ? STAT_QUIC_CID_UNKNOWN
 		             : STAT_QUIC_CH_ROUTED);
-	} else if (tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID)) {
+	} else if (unlikely(tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID))) {
 		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
 		bump(p, real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
 	}
@@ -176,7 +176,7 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	__u32 gen;
 	int v;
 
-	if ((void *)(eth + 1) > data_end)
+	if (unlikely((void *)(eth + 1) > data_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
 		v = parse_ipv4(data, data_end, &p, &what);
@@ -190,9 +190,9 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 		return XDP_PASS;
 
 	gen = active_gen();
-	if (what == PARSED_REJECT)
+	if (unlikely(what == PARSED_REJECT))
 		return is_vip_addr(&p, gen) ? drop(p.reject) : XDP_PASS;
-	if (what == PARSED_ECHO) {
+	if (unlikely(what == PARSED_ECHO)) {
 		if (!is_vip_addr(&p, gen))
 			return XDP_PASS;
 		return p.v6 ? echo_reply6(data, data_end) : echo_reply4(data, data_end);
@@ -214,16 +214,16 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	vip = *found;
 
 	ctl = bpf_map_lookup_elem(&lb_ctl, &gen);
-	if (!ctl)
+	if (unlikely(!ctl))
 		return drop(STAT_DROP_NO_CTL);
-	if (ctl->max_frame_len && data_end - data > ctl->max_frame_len)
+	if (unlikely(ctl->max_frame_len && data_end - data > ctl->max_frame_len))
 		return drop(STAT_DROP_TOO_BIG);
 
 	p.orig_sport = p.flow.sport;
 	if (vip.flags & VIP_NO_SRC_PORT)
 		p.flow.sport = 0;
 	real = select_real(ctx, &p, &vip, ctl, gen);
-	if (!real)
+	if (unlikely(!real))
 		return drop(STAT_DROP_NO_REAL);
 
 	count_traffic(&vip_stats, vip.vip_num, p.ip_bytes);

@@ -196,7 +196,7 @@ INLINE void set_store(struct conn_loc loc, const struct pkt *p, __u32 real,
 		}
 		v = free;
 	}
-	if (v >= CONN_WAYS) {
+	if (unlikely(v >= CONN_WAYS)) {
 		v = unused < CONN_WAYS ? unused : 0;
 		bump(p, STAT_CONN_EVICTED);
 #pragma unroll

@@ -177,12 +177,12 @@ INLINE int gue_checksum(void *outer_ip, int outer_v6, struct udphdr *uh, const s
 	void *inner = (void *)(uh + 1);
 
 	if (p->v6) {
-		if (inner + IP6_LEN > data_end)
+		if (unlikely(inner + IP6_LEN > data_end))
 			return drop(STAT_DROP_ENCAP);
 		uh->check = gue_csum(outer_ip, outer_v6, uh, inner, 1);
 		return XDP_TX;
 	}
-	if (inner + IP4_LEN > data_end)
+	if (unlikely(inner + IP4_LEN > data_end))
 		return drop(STAT_DROP_ENCAP);
 	/* An IPv4 UDP datagram sent without a checksum gives the shortcut
 	 * nothing to build on: send the GUE datagram without one too (allowed
@@ -190,7 +190,7 @@ INLINE int gue_checksum(void *outer_ip, int outer_v6, struct udphdr *uh, const s
 	if (p->flow.proto == IPPROTO_UDP && !p->icmp) {
 		struct udphdr *iuh = inner + IP4_LEN;
 
-		if ((void *)(iuh + 1) > data_end)
+		if (unlikely((void *)(iuh + 1) > data_end))
 			return drop(STAT_DROP_ENCAP);
 		if (iuh->check == 0)
 			return XDP_TX;
@@ -228,35 +228,31 @@ INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 
 	return data;
 }
 
-INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def *real,
-                 const struct lb_ctl *ctl)
+/* GUE: the outer IP header, then UDP. Out of line (see OUT_OF_LINE): its
+ * checksum, unrolled for the four pairs of families, would otherwise sit
+ * among the instructions of IP-in-IP. */
+OUT_OF_LINE int encap_gue(struct xdp_md *ctx, const struct pkt *p, const struct real_def *real,
+                          const struct lb_ctl *ctl)
 {
-	int outer_v6 = real->flags & REAL_V6;
-	int gue = ctl->features & FEAT_GUE;
-	__u16 inner_len = p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
-	__u8 inner_proto = p->v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
-	int room = (outer_v6 ? IP6_LEN : IP4_LEN) + (gue ? sizeof(struct udphdr) : 0);
+	int outer_v6, room;
+	__u16 inner_len;
 	void *data, *data_end;
 
+	if (!p || !real || !ctl)
+		return drop(STAT_DROP_ENCAP);
+	outer_v6 = real->flags & REAL_V6;
+	inner_len = p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
+	room = (outer_v6 ? IP6_LEN : IP4_LEN) + sizeof(struct udphdr);
 	data = grow(ctx, room, ctl, outer_v6 ? ETH_P_IPV6 : ETH_P_IP);
-	if (!data)
+	if (unlikely(!data))
 		return drop(STAT_DROP_ENCAP);
 	data_end = (void *)(long)ctx->data_end;
 
 	if (outer_v6) {
 		struct ipv6hdr *ip6 = data + ETH_LEN;
-		__be32 src[4];
-
-		if ((void *)(ip6 + 1) > data_end)
-			return drop(STAT_DROP_ENCAP);
-		if (!gue) {
-			ipip_src_v6(p, ctl, src);
-			fill_ipv6(ip6, p, src, real->addr, inner_len, inner_proto);
-			return XDP_TX;
-		}
 		struct udphdr *uh = (void *)(ip6 + 1);
 
-		if ((void *)(uh + 1) > data_end)
+		if (unlikely((void *)(uh + 1) > data_end))
 			return drop(STAT_DROP_ENCAP);
 		fill_ipv6(ip6, p, ctl->gue_src_v6, real->addr, inner_len + sizeof(*uh),
 		          IPPROTO_UDP);
@@ -265,20 +261,48 @@ INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def 
 	}
 
 	struct iphdr *ip = data + ETH_LEN;
-
-	if ((void *)(ip + 1) > data_end)
-		return drop(STAT_DROP_ENCAP);
-	if (!gue) {
-		fill_ipv4(ip, p, ipip_src_v4(p, ctl), real->addr[0], inner_len, inner_proto);
-		return XDP_TX;
-	}
 	struct udphdr *uh = (void *)(ip + 1);
 
-	if ((void *)(uh + 1) > data_end)
+	if (unlikely((void *)(uh + 1) > data_end))
 		return drop(STAT_DROP_ENCAP);
 	fill_ipv4(ip, p, ctl->gue_src_v4, real->addr[0], inner_len + sizeof(*uh), IPPROTO_UDP);
 	fill_udp(uh, p, ctl, inner_len, 0);
 	return gue_checksum(ip, 0, uh, p, data_end);
+}
+
+/* IP-in-IP (IPv4 or IPv6 outer, either inner), or GUE when configured. */
+INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def *real,
+                 const struct lb_ctl *ctl)
+{
+	int outer_v6 = real->flags & REAL_V6;
+	__u16 inner_len = p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
+	__u8 inner_proto = p->v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+	void *data, *data_end;
+
+	if (unlikely(ctl->features & FEAT_GUE))
+		return encap_gue(ctx, p, real, ctl);
+	data = grow(ctx, outer_v6 ? IP6_LEN : IP4_LEN, ctl, outer_v6 ? ETH_P_IPV6 : ETH_P_IP);
+	if (unlikely(!data))
+		return drop(STAT_DROP_ENCAP);
+	data_end = (void *)(long)ctx->data_end;
+
+	if (outer_v6) {
+		struct ipv6hdr *ip6 = data + ETH_LEN;
+		__be32 src[4];
+
+		if (unlikely((void *)(ip6 + 1) > data_end))
+			return drop(STAT_DROP_ENCAP);
+		ipip_src_v6(p, ctl, src);
+		fill_ipv6(ip6, p, src, real->addr, inner_len, inner_proto);
+		return XDP_TX;
+	}
+
+	struct iphdr *ip = data + ETH_LEN;
+
+	if (unlikely((void *)(ip + 1) > data_end))
+		return drop(STAT_DROP_ENCAP);
+	fill_ipv4(ip, p, ipip_src_v4(p, ctl), real->addr[0], inner_len, inner_proto);
+	return XDP_TX;
 }
 
 #endif /* LB_ENCAP_H */

@@ -26,7 +26,7 @@ INLINE int echo_reply4(void *data, void *data_end)
 	struct icmp_hdr *icmp = data + ETH_LEN + IP4_LEN;
 	__be32 tmp;
 
-	if ((void *)(icmp + 1) > data_end)
+	if (unlikely((void *)(icmp + 1) > data_end))
 		return drop(STAT_DROP_MALFORMED);
 	/* type 8 -> 0: the first word drops by 0x0800, the checksum rises by it */
 	icmp->checksum = csum_add(icmp->checksum, (ICMP_ECHO - ICMP_ECHOREPLY) << 8);
@@ -49,7 +49,7 @@ INLINE int echo_reply6(void *data, void *data_end)
 	struct icmp_hdr *icmp = data + ETH_LEN + IP6_LEN;
 	struct in6_addr tmp;
 
-	if ((void *)(icmp + 1) > data_end)
+	if (unlikely((void *)(icmp + 1) > data_end))
 		return drop(STAT_DROP_MALFORMED);
 	/* 128 -> 129: the first word rises by 0x0100, so the checksum drops by
 	 * it (adds its complement); the pseudo header sums the same swapped */

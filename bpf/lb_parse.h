@@ -74,13 +74,13 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off, int qu
 		return XDP_PASS;
 
 	/* the header must be in the frame and inside the IP packet */
-	if (off > 200 || data + off + need > data_end || off + need > p->ip_end)
+	if (unlikely(off > 200 || data + off + need > data_end || off + need > p->ip_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (p->flow.proto == IPPROTO_TCP && !quoted) {
 		struct tcphdr *th = data + off;
 		__u32 len = th->doff * 4;
 
-		if (len < sizeof(*th) || off + len > p->ip_end)
+		if (unlikely(len < sizeof(*th) || off + len > p->ip_end))
 			return drop(STAT_DROP_MALFORMED);
 	}
 
@@ -137,7 +137,7 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	struct icmp_hdr *icmp = data + ETH_LEN + IP4_LEN;
 	struct iphdr *inner = data + ETH_LEN + IP4_LEN + ICMP_LEN;
 
-	if ((void *)(icmp + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN > p->ip_end)
+	if (unlikely((void *)(icmp + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN > p->ip_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMP_ECHO) {
 		if (!maybe_vip(p))
@@ -147,7 +147,8 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	}
 	if (icmp->type != ICMP_DEST_UNREACH)
 		return not_ours(what);
-	if ((void *)(inner + 1) > data_end || ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN > p->ip_end)
+	if (unlikely((void *)(inner + 1) > data_end ||
+	             ETH_LEN + IP4_LEN + ICMP_LEN + IP4_LEN > p->ip_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (inner->ihl != 5)
 		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
@@ -168,7 +169,7 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	struct icmp_hdr *icmp = data + ETH_LEN + IP6_LEN;
 	struct ipv6hdr *inner = data + ETH_LEN + IP6_LEN + ICMP_LEN;
 
-	if ((void *)(icmp + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN > p->ip_end)
+	if (unlikely((void *)(icmp + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN > p->ip_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_ECHO_REQUEST) {
 		if (!maybe_vip(p))
@@ -178,7 +179,8 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	}
 	if (icmp->type != ICMPV6_PKT_TOOBIG && icmp->type != ICMPV6_DEST_UNREACH)
 		return not_ours(what);
-	if ((void *)(inner + 1) > data_end || ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN > p->ip_end)
+	if (unlikely((void *)(inner + 1) > data_end ||
+	             ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN > p->ip_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_PKT_TOOBIG)
 		count(STAT_ICMP_TOO_BIG_V6);
@@ -197,12 +199,12 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	struct iphdr *iph = data + ETH_LEN;
 	__u32 total;
 
-	if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5)
+	if (unlikely((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5))
 		return drop(STAT_DROP_MALFORMED);
 	total = bpf_ntohs(iph->tot_len);
 	/* the length must cover the header and fit in the frame (the frame may
 	 * be longer: Ethernet padding) */
-	if (total < iph->ihl * 4 || data + ETH_LEN + total > data_end)
+	if (unlikely(total < iph->ihl * 4 || data + ETH_LEN + total > data_end))
 		return drop(STAT_DROP_MALFORMED);
 	p->ip_end = ETH_LEN + total;
 	p->tos = iph->tos;
@@ -211,11 +213,11 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	p->flow.dst[0] = iph->daddr;
 	if (iph->protocol != IPPROTO_ICMP && !maybe_vip(p))
 		return not_ours(what);
-	if (iph->ihl != 5)
+	if (unlikely(iph->ihl != 5))
 		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
-	if (iph->frag_off & bpf_htons(IP4_FRAG_MASK))
+	if (unlikely(iph->frag_off & bpf_htons(IP4_FRAG_MASK)))
 		return reject(p, what, STAT_DROP_FRAGMENT);
-	if (iph->protocol == IPPROTO_ICMP)
+	if (unlikely(iph->protocol == IPPROTO_ICMP))
 		return parse_icmp4(data, data_end, p, what);
 	*what = PARSED_FLOW;
 	p->flow.proto = iph->protocol;
@@ -227,10 +229,10 @@ INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	struct ipv6hdr *ip6h = data + ETH_LEN;
 	__u32 payload;
 
-	if ((void *)(ip6h + 1) > data_end || ip6h->version != 6)
+	if (unlikely((void *)(ip6h + 1) > data_end || ip6h->version != 6))
 		return drop(STAT_DROP_MALFORMED);
 	payload = bpf_ntohs(ip6h->payload_len);
-	if (data + ETH_LEN + IP6_LEN + payload > data_end)
+	if (unlikely(data + ETH_LEN + IP6_LEN + payload > data_end))
 		return drop(STAT_DROP_MALFORMED);
 	p->ip_end = ETH_LEN + IP6_LEN + payload;
 	p->v6 = 1;
@@ -240,9 +242,9 @@ INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	__builtin_memcpy(p->flow.dst, &ip6h->daddr, 16);
 	if (ip6h->nexthdr != IPPROTO_ICMPV6 && !maybe_vip(p))
 		return not_ours(what);
-	if (ip6h->nexthdr == IPPROTO_FRAGMENT)
+	if (unlikely(ip6h->nexthdr == IPPROTO_FRAGMENT))
 		return reject(p, what, STAT_DROP_FRAGMENT);
-	if (ip6h->nexthdr == IPPROTO_ICMPV6)
+	if (unlikely(ip6h->nexthdr == IPPROTO_ICMPV6))
 		return parse_icmp6(data, data_end, p, what);
 	*what = PARSED_FLOW;
 	p->flow.proto = ip6h->nexthdr;

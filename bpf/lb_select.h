@@ -144,7 +144,7 @@ INLINE __u32 prev_ring_pick(const struct pkt *p, const struct vip_meta *vip)
 	__u32 zero = 0, k = PREV_RING_SIZE, *size, *until, *real;
 	void *slots = bpf_map_lookup_elem(&prev_ring, &zero);
 
-	if (!slots)
+	if (likely(!slots))
 		return 0;
 	size = bpf_map_lookup_elem(slots, &k);
 	k = PREV_RING_UNTIL;
