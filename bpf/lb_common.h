@@ -14,16 +14,16 @@
 #include "lb_maps.h"
 
 #define INLINE static __always_inline
-/* A branch few packets take (bad headers, ICMP, features off the
- * forwarding path): the compiler places its code after the forwarding
- * path's, which then runs through fewer instruction-cache lines. */
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#define likely(x) __builtin_expect(!!(x), 1)
+/* unlikely() (bpf_helpers.h) marks a branch few packets take (bad
+ * headers, ICMP, features off the forwarding path): the compiler places
+ * its code after the forwarding path's, which then runs through fewer
+ * instruction-cache lines. */
 /* A function called rather than inlined, for code few packets run: kept
  * out of the forwarding path's instruction-cache lines. A global function,
  * so the verifier checks it once, on its own, rather than at every state
- * that calls it; to it, every pointer argument may be NULL, and memory
- * passed to it is as good as overwritten (no pointer may be stored in it). */
+ * that calls it. To it every pointer argument may be NULL; to the caller,
+ * memory it passed is as good as overwritten, so a pointer kept there
+ * (such as `struct pkt`'s `cnt`) cannot be used after the call. */
 #define OUT_OF_LINE __attribute__((noinline))
 
 /* Set by the loader before load (read-only afterwards). */

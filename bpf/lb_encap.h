@@ -228,6 +228,13 @@ INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 
 	return data;
 }
 
+/* Bytes of the packet being encapsulated: its whole IP packet (for IPv6
+ * the payload length leaves out the fixed header). */
+INLINE __u16 inner_len(const struct pkt *p)
+{
+	return p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
+}
+
 /* GUE: the outer IP header, then UDP. Out of line (see OUT_OF_LINE): its
  * checksum, unrolled for the four pairs of families, would otherwise sit
  * among the instructions of IP-in-IP. */
@@ -235,13 +242,13 @@ OUT_OF_LINE int encap_gue(struct xdp_md *ctx, const struct pkt *p, const struct 
                           const struct lb_ctl *ctl)
 {
 	int outer_v6, room;
-	__u16 inner_len;
+	__u16 len;
 	void *data, *data_end;
 
 	if (!p || !real || !ctl)
 		return drop(STAT_DROP_ENCAP);
 	outer_v6 = real->flags & REAL_V6;
-	inner_len = p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
+	len = inner_len(p);
 	room = (outer_v6 ? IP6_LEN : IP4_LEN) + sizeof(struct udphdr);
 	data = grow(ctx, room, ctl, outer_v6 ? ETH_P_IPV6 : ETH_P_IP);
 	if (unlikely(!data))
@@ -254,9 +261,8 @@ OUT_OF_LINE int encap_gue(struct xdp_md *ctx, const struct pkt *p, const struct 
 
 		if (unlikely((void *)(uh + 1) > data_end))
 			return drop(STAT_DROP_ENCAP);
-		fill_ipv6(ip6, p, ctl->gue_src_v6, real->addr, inner_len + sizeof(*uh),
-		          IPPROTO_UDP);
-		fill_udp(uh, p, ctl, inner_len, 1);
+		fill_ipv6(ip6, p, ctl->gue_src_v6, real->addr, len + sizeof(*uh), IPPROTO_UDP);
+		fill_udp(uh, p, ctl, len, 1);
 		return gue_checksum(ip6, 1, uh, p, data_end);
 	}
 
@@ -265,8 +271,8 @@ OUT_OF_LINE int encap_gue(struct xdp_md *ctx, const struct pkt *p, const struct 
 
 	if (unlikely((void *)(uh + 1) > data_end))
 		return drop(STAT_DROP_ENCAP);
-	fill_ipv4(ip, p, ctl->gue_src_v4, real->addr[0], inner_len + sizeof(*uh), IPPROTO_UDP);
-	fill_udp(uh, p, ctl, inner_len, 0);
+	fill_ipv4(ip, p, ctl->gue_src_v4, real->addr[0], len + sizeof(*uh), IPPROTO_UDP);
+	fill_udp(uh, p, ctl, len, 0);
 	return gue_checksum(ip, 0, uh, p, data_end);
 }
 
@@ -275,7 +281,7 @@ INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def 
                  const struct lb_ctl *ctl)
 {
 	int outer_v6 = real->flags & REAL_V6;
-	__u16 inner_len = p->v6 ? p->ip_bytes + IP6_LEN : p->ip_bytes;
+	__u16 len = inner_len(p);
 	__u8 inner_proto = p->v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	void *data, *data_end;
 
@@ -293,7 +299,7 @@ INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def 
 		if (unlikely((void *)(ip6 + 1) > data_end))
 			return drop(STAT_DROP_ENCAP);
 		ipip_src_v6(p, ctl, src);
-		fill_ipv6(ip6, p, src, real->addr, inner_len, inner_proto);
+		fill_ipv6(ip6, p, src, real->addr, len, inner_proto);
 		return XDP_TX;
 	}
 
@@ -301,7 +307,7 @@ INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def 
 
 	if (unlikely((void *)(ip + 1) > data_end))
 		return drop(STAT_DROP_ENCAP);
-	fill_ipv4(ip, p, ipip_src_v4(p, ctl), real->addr[0], inner_len, inner_proto);
+	fill_ipv4(ip, p, ipip_src_v4(p, ctl), real->addr[0], len, inner_proto);
 	return XDP_TX;
 }
 
