@@ -237,11 +237,20 @@ SEC("xdp")
 int balancer(struct xdp_md *ctx)
 {
 	struct lb_counters *cnt = counters();
-	int action;
+	__u32 action, stat;
 
 	if (!cnt)
 		return XDP_PASS;
 	action = process(ctx, cnt);
+	stat = action >> 8;
+	if (stat) {
+		/* the bound is checked on `stat` itself, not folded into one
+		 * on `action` the verifier could not carry over */
+		barrier_var(stat);
+		if (stat < STAT__COUNT)
+			cnt->v[stat] += 1;
+		action &= 0xff;
+	}
 	cnt->v[action == XDP_TX     ? STAT_XDP_TX
 	       : action == XDP_PASS ? STAT_XDP_PASS
 	                            : STAT_XDP_DROP] += 1;

@@ -77,15 +77,6 @@ INLINE struct lb_counters *counters(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
-/* Counts on a path taken by few packets (drops, ICMP): looks the row up. */
-INLINE void count(__u32 stat)
-{
-	struct lb_counters *c = counters();
-
-	if (c && stat < STAT__COUNT)
-		c->v[stat] += 1;
-}
-
 /* Counts on the forwarding path, through the row the packet looked up. */
 INLINE void bump(const struct pkt *p, __u32 stat)
 {
@@ -103,10 +94,18 @@ INLINE void count_traffic(void *map, __u32 idx, __u16 bytes)
 	}
 }
 
+/* An XDP action that carries the counter it is counted under, above the
+ * action's byte: the entry point counts it once, through the row it looked
+ * up, so a drop or reply deep in the code costs a constant rather than a
+ * map lookup of its own. */
+INLINE int counted(__u32 action, __u32 stat)
+{
+	return (int)((stat << 8) | action);
+}
+
 INLINE int drop(__u32 reason)
 {
-	count(reason);
-	return XDP_DROP;
+	return counted(XDP_DROP, reason);
 }
 
 #endif /* LB_COMMON_H */

@@ -38,8 +38,7 @@ INLINE int echo_reply4(void *data, void *data_end)
 	iph->check = 0;
 	iph->check = ipv4_hdr_csum(iph);
 	swap_macs(eth);
-	count(STAT_ICMP_ECHO_REPLY);
-	return XDP_TX;
+	return counted(XDP_TX, STAT_ICMP_ECHO_REPLY);
 }
 
 INLINE int echo_reply6(void *data, void *data_end)
@@ -61,8 +60,7 @@ INLINE int echo_reply6(void *data, void *data_end)
 	ip6h->daddr = tmp;
 	ip6h->hop_limit = DEFAULT_TTL;
 	swap_macs(eth);
-	count(STAT_ICMP_ECHO_REPLY);
-	return XDP_TX;
+	return counted(XDP_TX, STAT_ICMP_ECHO_REPLY);
 }
 
 #endif /* LB_ICMP_H */

@@ -153,7 +153,7 @@ INLINE int parse_icmp4(void *data, void *data_end, struct pkt *p, enum parsed *w
 	if (inner->ihl != 5)
 		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
 	if (icmp->code == ICMP_FRAG_NEEDED)
-		count(STAT_ICMP_TOO_BIG_V4);
+		bump(p, STAT_ICMP_TOO_BIG_V4);
 	p->icmp = 1;
 	p->flow.proto = inner->protocol;
 	p->flow.src[0] = inner->daddr;
@@ -183,7 +183,7 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	             ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN > p->ip_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (icmp->type == ICMPV6_PKT_TOOBIG)
-		count(STAT_ICMP_TOO_BIG_V6);
+		bump(p, STAT_ICMP_TOO_BIG_V6);
 	p->icmp = 1;
 	p->flow.proto = inner->nexthdr;
 	__builtin_memcpy(p->flow.src, &inner->daddr, 16);

@@ -758,6 +758,7 @@ impl Tally {
             Want::Drop(r) => Some((r, lb.stat(r))),
             _ => None,
         };
+        let replies = lb.stat(lb_stat::STAT_ICMP_ECHO_REPLY);
         let (verdict, out) = run_once(lb.dp.balancer(), input)
             .unwrap_or_else(|e| panic!("{}: {desc}: test run failed: {e:#}", lb.mode));
         let mut errs = Vec::new();
@@ -771,6 +772,9 @@ impl Tally {
         if verdict == XDP_TX {
             self.transmitted += 1;
             let problems = if is_echo_request(full) {
+                if lb.stat(lb_stat::STAT_ICMP_ECHO_REPLY) != replies + 1 {
+                    errs.push("echo reply not counted".to_string());
+                }
                 check_echo_reply(input, &out)
             } else {
                 check_forwarded(&lb.state, full, input, &out)
