@@ -14,9 +14,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 INLINE __u32 active_gen(void)
 {
-	__u32 zero = 0, *gen = bpf_map_lookup_elem(&lb_gen, &zero);
+	__u32 zero = 0;
+	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
 
-	return gen ? (*gen & 1) : 0;
+	return g ? (g->gen & 1) : 0;
 }
 
 INLINE __u8 key_scope(const struct pkt *p, __u32 gen)
@@ -33,8 +34,9 @@ INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
 }
 
 /* The VIP entry for `vk`: from its cache slot when that holds it, else from
- * the `vips` hash. */
-INLINE struct vip_meta *find_vip(const struct vip_key *vk)
+ * the `vips` hash when the whole VIP filter lets the packet's address
+ * through. */
+INLINE struct vip_meta *find_vip(const struct vip_key *vk, const struct pkt *p)
 {
 	__u32 slot = vip_cache_slot(vk);
 	struct vip_slot *s = bpf_map_lookup_elem(&vip_cache, &slot);
@@ -45,6 +47,8 @@ INLINE struct vip_meta *find_vip(const struct vip_key *vk)
 		if (a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4])
 			return &s->meta;
 	}
+	if (!in_vip_filter(p))
+		return NULL;
 	return bpf_map_lookup_elem(&vips, vk);
 }
 
@@ -202,10 +206,10 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	vk.port = p.flow.dport;
 	vk.proto = p.flow.proto;
 	vk.scope = key_scope(&p, gen);
-	found = find_vip(&vk);
+	found = find_vip(&vk, &p);
 	if (!found) {
 		vk.port = 0;
-		found = find_vip(&vk);
+		found = find_vip(&vk, &p);
 		if (!found)
 			return XDP_PASS;
 		if (!(found->flags & VIP_DPORT_HASH))

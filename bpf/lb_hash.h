@@ -95,6 +95,12 @@ INLINE __u32 vip_filter_bit(const __be32 a[4])
 	return (x * (__u32)VIP_FILTER_MULT) >> (32 - VIP_FILTER_LOG2);
 }
 
+/* Bit of an address in the filter's front: the top bits of its filter bit. */
+INLINE __u32 vip_front_bit(__u32 filter_bit)
+{
+	return filter_bit >> (VIP_FILTER_LOG2 - VIP_FRONT_LOG2);
+}
+
 /* Slot of a VIP key in the VIP cache: its five words folded and mixed by
  * the same multiplier. `src/kernel/bpf/abi.rs` computes the same. */
 INLINE __u32 vip_cache_slot(const struct vip_key *k)

@@ -10,13 +10,15 @@
 #include <bpf/bpf_helpers.h>
 #include "lb_types.h"
 
-/* The active configuration generation (0 or 1): one 4-byte value, flipped
- * by a single map update once the other generation is completely written. */
+/* The active configuration generation, flipped by one map update once the
+ * other generation is completely written, beside the front of the VIP
+ * filter (see struct lb_gen). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct lb_gen);
 } lb_gen SEC(".maps");
 
 /* Which build of this program runs: a hash of the compiled object, written

@@ -55,6 +55,35 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
 	return (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
 }
 
+/* Whether the flow's destination may be a VIP address by the filter's
+ * front (see enum vip_filter_layout): 0 proves it is none. Each parser
+ * asks as soon as it knows the address, so most traffic that is not ours
+ * passes before the rest of its headers are read. */
+INLINE int maybe_vip(const struct pkt *p)
+{
+	__u32 zero = 0, bit = vip_front_bit(vip_filter_bit(p->flow.dst));
+	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
+
+	return g && ((g->vip_front[(bit / 64) & (VIP_FRONT_WORDS - 1)] >> (bit % 64)) & 1);
+}
+
+/* The same question put to the whole filter: asked only by packets that
+ * the front let through and that are not in the VIP cache. */
+INLINE int in_vip_filter(const struct pkt *p)
+{
+	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && ((*w >> (bit % 64)) & 1);
+}
+
+/* A transport header that does not add up: dropped when the filter says
+ * the address may be a VIP's, passed otherwise (as before the front). */
+INLINE int malformed_l4(const struct pkt *p)
+{
+	return in_vip_filter(p) ? drop(STAT_DROP_MALFORMED) : XDP_PASS;
+}
+
 /* Transport ports (and TCP flags) at `off`. A quoted header (from an ICMP
  * error) describes the reverse direction, so its ports are swapped; it may
  * be as short as the 8 bytes ICMP is required to quote. `quoted` is a
@@ -75,13 +104,13 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off, int qu
 
 	/* the header must be in the frame and inside the IP packet */
 	if (unlikely(off > 200 || data + off + need > data_end || off + need > p->ip_end))
-		return drop(STAT_DROP_MALFORMED);
+		return malformed_l4(p);
 	if (p->flow.proto == IPPROTO_TCP && !quoted) {
 		struct tcphdr *th = data + off;
 		__u32 len = th->doff * 4;
 
 		if (unlikely(len < sizeof(*th) || off + len > p->ip_end))
-			return drop(STAT_DROP_MALFORMED);
+			return malformed_l4(p);
 	}
 
 	/* TCP and UDP both start with source and destination port. */
@@ -100,18 +129,6 @@ INLINE int parse_l4(void *data, void *data_end, struct pkt *p, __u32 off, int qu
 	}
 	p->l4_off = off;
 	return NO_VERDICT;
-}
-
-/* Whether the flow's destination may be a VIP address (see enum
- * vip_filter_layout): 0 proves it is none. Each parser asks as soon as it
- * knows the address, so most traffic that is not ours passes before the
- * rest of its headers are read. */
-INLINE int maybe_vip(const struct pkt *p)
-{
-	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
-	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
-
-	return w && ((*w >> (bit % 64)) & 1);
 }
 
 /* Not ours: the kernel gets it. */

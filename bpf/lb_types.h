@@ -73,16 +73,31 @@ enum vip_cache_layout {
 	VIP_CACHE_SLOTS = 1 << VIP_CACHE_LOG2,
 };
 
-/* The VIP address filter `vip_filter`: a bitmap of 2^VIP_FILTER_LOG2 bits in
- * u64 words, bit vip_filter_bit(addr) set for every address of `vip_addrs`
- * (both generations). A clear bit proves a packet is for no VIP, so most
- * traffic that is not ours passes after one array lookup instead of two
- * hash lookups; a set bit only means "look it up". Stale bits cost time,
- * never correctness. */
+/* The VIP address filter, in two levels. `vip_filter` is a bitmap of
+ * 2^VIP_FILTER_LOG2 bits in u64 words, bit vip_filter_bit(addr) set for
+ * every address of `vip_addrs` (both generations). Its front is a bitmap of
+ * 2^VIP_FRONT_LOG2 bits in `struct lb_gen`, the cache line every packet
+ * reads for the generation anyway: front bit i is set when any bit of the
+ * i-th block of the filter is (the bit's top VIP_FRONT_LOG2 bits name its
+ * block). A clear front bit proves a packet is for no VIP, so most traffic
+ * that is not ours passes after one line is read, before its transport
+ * header is; a packet found in `vip_cache` needs nothing more; any other
+ * asks `vip_filter` before the hash lookups. A set bit only means "look it
+ * up": stale bits cost time, never correctness. */
 enum vip_filter_layout {
 	VIP_FILTER_LOG2 = 16,
 	VIP_FILTER_WORDS = (1 << VIP_FILTER_LOG2) / 64,
 	VIP_FILTER_MULT = 0x9e3779b1, /* vip_filter_bit: golden-ratio multiplier */
+	VIP_FRONT_LOG2 = 8,
+	VIP_FRONT_WORDS = (1 << VIP_FRONT_LOG2) / 64,
+};
+
+/* `lb_gen`'s one value: what every packet reads first, in one cache line
+ * (the map is memory-mappable, so its value starts a page). */
+struct lb_gen {
+	__u32 gen; /* the active configuration generation, 0 or 1 */
+	__u32 _pad;
+	__u64 vip_front[VIP_FRONT_WORDS]; /* see enum vip_filter_layout */
 };
 
 /* ---- reals -------------------------------------------------------------- */
@@ -308,6 +323,7 @@ struct lb_counters {
  * libbpf-cargo turns them into the Rust types user space uses.
  */
 struct lb_abi {
+	struct lb_gen lb_gen;
 	struct vip_key vip_key;
 	struct vip_meta vip_meta;
 	struct vip_slot vip_slot;

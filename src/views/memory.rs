@@ -77,6 +77,7 @@ pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
     let other = array::<types::real_def>(o.max_reals + 1)
         + array::<types::vip_slot>(types::vip_cache_layout::VIP_CACHE_SLOTS.0)
         + array::<u64>(types::vip_filter_layout::VIP_FILTER_WORDS.0)
+        + array::<types::lb_gen>(1)
         + array::<u32>(2 * types::sid_layout::SID_DENSE_IDS.0)
         + array::<types::lb_ctl>(2)
         + array::<u32>(cpus)

@@ -510,6 +510,31 @@ fn the_vip_filter_and_cache_follow_the_vips() {
         }
         bits
     };
+    // The front (in lb_gen, after the generation) has exactly the bits
+    // covering the filter's.
+    let front_follows = |store: &KernelStore| {
+        let g = store
+            .maps
+            .lb_gen
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .unwrap()
+            .unwrap();
+        let mut front = Vec::new();
+        for (i, w) in g[8..].chunks(8).enumerate() {
+            let v = u64::from_ne_bytes(w.try_into().unwrap());
+            front.extend(
+                (0..64)
+                    .filter(|b| v >> b & 1 == 1)
+                    .map(|b| i as u32 * 64 + b),
+            );
+        }
+        let mut want: Vec<u32> = filter(store)
+            .into_iter()
+            .map(katran::kernel::bpf::abi::vip_front_bit)
+            .collect();
+        want.dedup();
+        assert_eq!(front, want, "the filter's front");
+    };
     let bit = |a: &str| katran::kernel::bpf::abi::vip_filter_bit(ip(a));
     let mut want = vec![bit("10.200.0.1"), bit("fc00::7")];
     want.sort();
@@ -538,6 +563,7 @@ fn the_vip_filter_and_cache_follow_the_vips() {
 
     apply(&mut store, &both).unwrap();
     assert_eq!(filter(&store), want);
+    front_follows(&store);
     assert_eq!(cache_agrees(&store), 2);
     let syn = frames::tcp((ip("192.168.0.1"), 1234), (ip("10.200.0.1"), 80), TCP_SYN);
     assert_eq!(run_once(dp.balancer(), &syn).unwrap().0, XDP_TX);
@@ -548,6 +574,7 @@ fn the_vip_filter_and_cache_follow_the_vips() {
     assert_eq!(cache_agrees(&store), 3);
     apply(&mut store, &one_again).unwrap();
     assert_eq!(filter(&store), vec![bit("fc00::7")]);
+    front_follows(&store);
     assert_eq!(cache_agrees(&store), 2);
     let syn6 = frames::tcp((ip("2001:db8::1"), 1234), (ip("fc00::7"), 80), TCP_SYN);
     assert_eq!(run_once(dp.balancer(), &syn6).unwrap().0, XDP_TX);

@@ -22,6 +22,9 @@ const _: () = assert!(size_of::<types::backend_key>() == 8);
 const _: () = assert!(size_of::<types::backend>() == 12);
 const _: () = assert!(size_of::<types::sid_key>() == 8);
 const _: () = assert!(size_of::<types::lb_ctl>() == 68);
+const _: () = assert!(
+    size_of::<types::lb_gen>() == 8 + 8 * types::vip_filter_layout::VIP_FRONT_WORDS.0 as usize
+);
 const _: () = assert!(size_of::<types::flow_key>() == 40);
 const _: () = assert!(size_of::<types::conn_entry>() == 16);
 const _: () = assert!(size_of::<types::conn_way>() == 56);
@@ -50,6 +53,7 @@ unsafe impl Pod for types::backend_key {}
 unsafe impl Pod for types::backend {}
 unsafe impl Pod for types::sid_key {}
 unsafe impl Pod for types::lb_ctl {}
+unsafe impl Pod for types::lb_gen {}
 unsafe impl Pod for types::flow_key {}
 unsafe impl Pod for types::conn_entry {}
 unsafe impl Pod for types::conn_way {}
@@ -81,6 +85,13 @@ pub fn vip_filter_bit(addr: IpAddr) -> u32 {
     let w = addr_words(addr);
     let x = w[0] ^ w[1] ^ w[2] ^ w[3];
     x.wrapping_mul(L::VIP_FILTER_MULT.0) >> (32 - L::VIP_FILTER_LOG2.0)
+}
+
+/// The bit of the filter's front that covers filter bit `bit`
+/// (`vip_front_bit` in bpf/lb_hash.h): its top bits.
+pub fn vip_front_bit(bit: u32) -> u32 {
+    use types::vip_filter_layout as L;
+    bit >> (L::VIP_FILTER_LOG2.0 - L::VIP_FRONT_LOG2.0)
 }
 
 /// The slot of a VIP key in the dataplane's VIP cache (`vip_cache_slot` in

@@ -44,7 +44,7 @@ pub struct Maps {
 
 /// Name, expected type, key size and value size of each map.
 pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
-    ("lb_gen", MapType::Array, 4, 4),
+    ("lb_gen", MapType::Array, 4, size_of::<types::lb_gen>()),
     ("lb_ctl", MapType::Array, 4, size_of::<types::lb_ctl>()),
     (
         "vips",
@@ -110,13 +110,21 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
     ),
 ];
 
+/// Value sizes of older builds' maps that this one still reads: `lb_gen`
+/// held the generation alone (4 bytes) before the filter's front joined it,
+/// and the generation is still its first word. Such a dataplane is only
+/// read, to be replaced.
+const LEGACY_VALUE_SIZES: &[(&str, usize)] = &[("lb_gen", 4)];
+
 fn check(handle: &MapHandle, name: &str) -> Result<()> {
     let (_, ty, k, v) = MAP_SPECS
         .iter()
         .find(|s| s.0 == name)
         .with_context(|| format!("unknown map {name}"))?;
+    let value = handle.value_size() as usize;
+    let legacy = LEGACY_VALUE_SIZES.contains(&(name, value));
     ensure!(
-        handle.map_type() == *ty && handle.key_size() as usize == *k && handle.value_size() as usize == *v,
+        handle.map_type() == *ty && handle.key_size() as usize == *k && (value == *v || legacy),
         "map {name} is a {:?} with {}-byte keys and {}-byte values; this katran expects {:?}, {k}, {v} \
          (left by a different version? `katran down` removes it)",
         handle.map_type(),
@@ -366,7 +374,61 @@ impl KernelStore {
                 .update(&key, &new.to_ne_bytes(), MapFlags::ANY)
                 .context("writing the VIP filter")?;
         }
+        self.update_front(abi::vip_front_bit(bit))
+    }
+
+    /// Sets the filter's front bit `front` when any filter bit it covers is
+    /// set, clears it otherwise (see bpf/lb_types.h). Called after the
+    /// filter word changed, so a front bit is set before a packet needs it
+    /// and cleared only once its block is empty.
+    fn update_front(&mut self, front: u32) -> Result<()> {
+        use types::vip_filter_layout as L;
+        let words = 1u32 << (L::VIP_FILTER_LOG2.0 - L::VIP_FRONT_LOG2.0 - 6);
+        let mut on = false;
+        for word in front * words..(front + 1) * words {
+            on |= get::<u64>(&self.maps.vip_filter, &word.to_ne_bytes())?.unwrap_or(0) != 0;
+        }
+        let mut g = self.lb_gen()?;
+        let (i, mask) = ((front / 64) as usize, 1u64 << (front % 64));
+        let old = g.vip_front[i];
+        g.vip_front[i] = if on { old | mask } else { old & !mask };
+        if g.vip_front[i] != old {
+            self.write_lb_gen(&g)
+                .context("writing the VIP filter's front")?;
+        }
         Ok(())
+    }
+
+    /// `lb_gen`'s value (an older build's holds the generation alone).
+    fn lb_gen(&self) -> Result<types::lb_gen> {
+        let v = self
+            .maps
+            .lb_gen
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("reading lb_gen")?
+            .unwrap_or_default();
+        let mut g = types::lb_gen::default();
+        let n = v.len().min(size_of::<types::lb_gen>());
+        // SAFETY: lb_gen is Pod; at most its size is copied into it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                v.as_ptr(),
+                (&mut g as *mut types::lb_gen).cast::<u8>(),
+                n,
+            )
+        };
+        Ok(g)
+    }
+
+    /// Writes `lb_gen` whole, in one update: only the applier writes it,
+    /// under the apply lock, and a packet sees each byte before or after.
+    fn write_lb_gen(&mut self, g: &types::lb_gen) -> Result<()> {
+        let all = bytes(g);
+        let value = &all[..(self.maps.lb_gen.value_size() as usize).min(all.len())];
+        self.maps
+            .lb_gen
+            .update(&0u32.to_ne_bytes(), value, MapFlags::ANY)
+            .context("writing lb_gen")
     }
 
     /// The sizes and connection-table layout this dataplane was loaded with.
@@ -480,17 +542,13 @@ impl MapStore for KernelStore {
     }
 
     fn active_gen(&self) -> Result<u8> {
-        Ok(get::<u32>(&self.maps.lb_gen, &0u32.to_ne_bytes())?.unwrap_or(0) as u8 & 1)
+        Ok(self.lb_gen()?.gen as u8 & 1)
     }
 
     fn set_active_gen(&mut self, gen: u8) -> Result<()> {
-        self.maps
-            .lb_gen
-            .update(
-                &0u32.to_ne_bytes(),
-                &u32::from(gen).to_ne_bytes(),
-                MapFlags::ANY,
-            )
+        let mut g = self.lb_gen()?;
+        g.gen = u32::from(gen);
+        self.write_lb_gen(&g)
             .context("flipping the active generation")
     }
 
