@@ -374,20 +374,16 @@ impl KernelStore {
                 .update(&key, &new.to_ne_bytes(), MapFlags::ANY)
                 .context("writing the VIP filter")?;
         }
-        self.update_front(abi::vip_front_bit(bit))
+        self.update_front(abi::vip_front_bit(bit), on)
     }
 
-    /// Sets the filter's front bit `front` when any filter bit it covers is
-    /// set, clears it otherwise (see bpf/lb_types.h). Called after the
-    /// filter word changed, so a front bit is set before a packet needs it
-    /// and cleared only once its block is empty.
-    fn update_front(&mut self, front: u32) -> Result<()> {
-        use types::vip_filter_layout as L;
-        let words = 1u32 << (L::VIP_FILTER_LOG2.0 - L::VIP_FRONT_LOG2.0 - 6);
-        let mut on = false;
-        for word in front * words..(front + 1) * words {
-            on |= get::<u64>(&self.maps.vip_filter, &word.to_ne_bytes())?.unwrap_or(0) != 0;
-        }
+    /// Sets the filter's front bit `front` when a filter bit it covers was
+    /// just set (`on`) or another still is, clears it otherwise (see
+    /// bpf/lb_types.h). Called after the filter word changed, so a front bit
+    /// is set before a packet needs it and cleared only once its block is
+    /// empty; only a clear reads the block.
+    fn update_front(&mut self, front: u32, on: bool) -> Result<()> {
+        let on = on || self.front_block_set(front)?;
         let mut g = self.lb_gen()?;
         let (i, mask) = ((front / 64) as usize, 1u64 << (front % 64));
         let old = g.vip_front[i];
@@ -399,25 +395,29 @@ impl KernelStore {
         Ok(())
     }
 
+    /// Whether any bit of `vip_filter` that front bit `front` covers is set.
+    fn front_block_set(&self, front: u32) -> Result<bool> {
+        use types::vip_filter_layout as L;
+        let words = 1u32 << (L::VIP_FILTER_LOG2.0 - L::VIP_FRONT_LOG2.0 - 6);
+        for word in front * words..(front + 1) * words {
+            if get::<u64>(&self.maps.vip_filter, &word.to_ne_bytes())?.unwrap_or(0) != 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// `lb_gen`'s value (an older build's holds the generation alone).
     fn lb_gen(&self) -> Result<types::lb_gen> {
-        let v = self
+        let mut v = self
             .maps
             .lb_gen
             .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
             .context("reading lb_gen")?
             .unwrap_or_default();
-        let mut g = types::lb_gen::default();
-        let n = v.len().min(size_of::<types::lb_gen>());
-        // SAFETY: lb_gen is Pod; at most its size is copied into it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                v.as_ptr(),
-                (&mut g as *mut types::lb_gen).cast::<u8>(),
-                n,
-            )
-        };
-        Ok(g)
+        // an older build's value is the generation alone: the rest reads as 0
+        v.resize(v.len().max(size_of::<types::lb_gen>()), 0);
+        from_bytes(&v).context("lb_gen holds no value")
     }
 
     /// Writes `lb_gen` whole, in one update: only the applier writes it,
