@@ -75,7 +75,9 @@ INLINE struct conn_loc conn_locate(const struct pkt *p)
 
 	if (!shared_table_only) {
 		if (own_table()) {
-			idx = ((__u64)loc.tag * conn_nsets) >> 32;
+			/* this CPU's table, then the flow's set in it */
+			idx = bpf_get_smp_processor_id() * conn_nsets +
+			      (((__u64)loc.tag * conn_nsets) >> 32);
 			loc.set = bpf_map_lookup_elem(&conn_sets, &idx);
 			/* keeps the compiler from merging the two lookups into
 			 * one call with the map in a register, which the

@@ -144,10 +144,16 @@ struct {
 	__type(value, __u32);
 } conn_cpus SEC(".maps");
 
-/* The per-CPU connection tables (see enum conn_layout)... */
+/* The per-CPU connection tables (see enum conn_layout), one after another:
+ * CPU c's set i at c * conn_nsets + i. A plain array rather than a per-CPU
+ * one, whose lookup first reads the set's pointer from a table of its own:
+ * for a new flow (a random set) that is one more cold line and page. Memory
+ * mappable, so user space reads and writes sets without a system call
+ * each... */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1); /* sets */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* possible CPUs x conn_nsets */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct conn_set);
 } conn_sets SEC(".maps");

@@ -65,7 +65,8 @@ fn buckets(entries: u32) -> u64 {
 pub fn of(o: &LoadOptions, cpus: u32) -> Memory {
     let nsets = o.conn_nsets();
     let rings = array::<u32>(2 * o.max_vips * o.ring_size);
-    let conn_tables = per_cpu_array::<types::conn_set>(nsets, cpus);
+    // one plain array holding every possible CPU's table
+    let conn_tables = array::<types::conn_set>(nsets.saturating_mul(cpus));
     let counters = per_cpu_array::<types::lb_counters>(1, cpus)
         + per_cpu_array::<types::traffic_counter>(o.max_vips, cpus)
         + per_cpu_array::<types::traffic_counter>(o.max_reals + 1, cpus)

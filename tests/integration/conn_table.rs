@@ -6,9 +6,9 @@
 //! is only taken from a way under the flow's own tag (what
 //! keeps the shared table safe from half-written ways), and during a
 //! replacement a flow neither table knows follows the replaced dataplane's
-//! ring, and the dataplane places IPv4 and IPv6 flows where user space
-//! looks for them. The test thread is pinned to one CPU so that every packet uses
-//! that CPU's table.
+//! ring, the dataplane places IPv4 and IPv6 flows where user space
+//! looks for them, and each CPU stores its flows in its own table. The test
+//! thread is pinned to one CPU so that every packet uses that CPU's table.
 
 use crate::common;
 
@@ -107,6 +107,18 @@ fn pin_to_this_cpu() -> u32 {
             0
         );
         cpu as u32
+    }
+}
+
+/// The key of the TCP flow from CLIENT's `port` to VIP_TCP:80.
+fn tcp_key(port: u16) -> types::flow_key {
+    types::flow_key {
+        src: addr_words(CLIENT),
+        dst: addr_words(VIP_TCP),
+        sport: port.to_be(),
+        dport: 80u16.to_be(),
+        proto: 6,
+        ..Default::default()
     }
 }
 
@@ -311,16 +323,8 @@ fn established_flows_keep_their_real_across_an_apply() {
     // user space finds each entry in the set it computes (abi::conn_set_index)
     let store = dp.store().unwrap();
     for p in &ports {
-        let key = types::flow_key {
-            src: addr_words(CLIENT),
-            dst: addr_words(VIP_TCP),
-            sport: p.to_be(),
-            dport: 80u16.to_be(),
-            proto: 6,
-            ..Default::default()
-        };
         assert!(
-            store.conn_entry(&key).unwrap().is_some(),
+            store.conn_entry(&tcp_key(*p)).unwrap().is_some(),
             "the flow from port {p} is not in the set user space computes"
         );
     }
@@ -402,4 +406,73 @@ fn during_a_replacement_unknown_flows_follow_the_old_ring() {
         "the old ring outlived the replacement"
     );
     assert_eq!(stat(&stats, lb_stat::STAT_PREV_RING), 1);
+}
+
+#[test]
+fn each_cpu_stores_its_flows_in_its_own_table() {
+    if !common::privileged("per-CPU tables: each CPU's own") {
+        return;
+    }
+    let dp = Dataplane::load(&LoadOptions {
+        ring_size: 4099,
+        max_vips: 8,
+        max_reals: 16,
+        conn_table_size: 1024,
+        ..LoadOptions::default()
+    })
+    .expect("loading the balancer");
+    apply(&mut dp.store().unwrap(), &state(4)).unwrap();
+    // the CPUs this thread may run on, each sending a flow of its own
+    let cpus: Vec<u32> = (0..libbpf_rs::num_possible_cpus().unwrap() as u32)
+        .filter(|c| pin_to(*c))
+        .collect();
+    assert!(!cpus.is_empty(), "this thread may run on no CPU");
+    for cpu in &cpus {
+        assert!(pin_to(*cpu));
+        send(
+            &dp,
+            &tcp((CLIENT, 4000 + *cpu as u16), (VIP_TCP, 80), TCP_SYN),
+        );
+    }
+    let meta: types::conn_meta = dp
+        .maps()
+        .unwrap()
+        .conn_meta
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .unwrap()
+        .and_then(|v| abi::from_bytes(&v))
+        .expect("conn_meta");
+    let store = dp.store().unwrap();
+    for cpu in &cpus {
+        let k = tcp_key(4000 + *cpu as u16);
+        let slot = conn_set::slot(&k, meta.seed, store.conn_nsets(ConnTable::PerCpu));
+        let mut holders = Vec::new();
+        store
+            .each_set_of(ConnTable::PerCpu, |idx, copies| {
+                if idx == slot.set {
+                    holders.extend(
+                        (0..copies.len() as u32).filter(|c| {
+                            conn_set::find(&copies[*c as usize], &k, slot.tag).is_some()
+                        }),
+                    );
+                }
+                false
+            })
+            .unwrap();
+        assert_eq!(
+            holders,
+            vec![*cpu],
+            "the flow sent on CPU {cpu} is in the tables of CPUs {holders:?}"
+        );
+    }
+}
+
+/// Pins this thread to `cpu`; false when it may not run there.
+fn pin_to(cpu: u32) -> bool {
+    // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }

@@ -8,7 +8,9 @@
 //! Layouts read:
 //! - *sets* (this build): set-associative arrays, per CPU (`conn_sets`, with
 //!   `conn_cpus` and `conn_meta`) and shared (`conn_shared`), whose entries
-//!   carry a tag and an age in 2^20 ns units;
+//!   carry a tag and an age in 2^20 ns units; `conn_sets` is one plain array
+//!   of every CPU's table, or (the builds before) a per-CPU array of the
+//!   same sets;
 //! - *sets with LRU hashes* (the builds before it): per-CPU sets whose ways
 //!   held the key first and a 64-bit age in ns, and a shared table of two
 //!   LRU hashes, IPv4 (`conn_fallback4`, 16-byte keys) and IPv6
@@ -27,11 +29,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use anyhow::{bail, ensure, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use super::abi::{from_bytes, types, Pod};
-use super::conn_set::{self, ConnTable, Placed};
+use super::conn_set::{self, ConnTable, Placed, Sets};
+use super::mmap_array::PodArray;
 use super::percpu;
 
 fn open(dir: &Path, name: &str) -> Result<MapHandle> {
@@ -115,6 +118,8 @@ pub enum Tables {
         /// CPUs with a table of their own.
         cpus: Vec<u32>,
         sets: MapHandle,
+        /// `sets` mapped, when it is one plain array (this build).
+        flat: Option<PodArray<types::conn_set>>,
         meta: types::conn_meta,
         shared: MapHandle,
     },
@@ -194,9 +199,16 @@ impl Tables {
                 .context("reading conn_meta")?
                 .and_then(|v| from_bytes::<types::conn_meta>(&v))
                 .context("conn_meta is empty")?;
+            ensure!(meta.nsets > 0, "conn_meta records no sets");
+            let flat = if sets.map_type() == MapType::Array {
+                Some(PodArray::map(&sets).context("mapping conn_sets")?)
+            } else {
+                None
+            };
             return Ok(Tables::Sets {
                 cpus,
                 sets,
+                flat,
                 meta,
                 shared,
             });
@@ -285,11 +297,29 @@ impl Tables {
         }
         match self {
             Tables::Sets {
-                cpus, sets, shared, ..
+                cpus,
+                sets,
+                flat,
+                meta,
+                shared,
             } => {
-                per_cpu(sets, cpus, used, &mut out)?;
-                for idx in 0..shared.max_entries() {
-                    for set in conn_set::read(shared, ConnTable::Shared, idx)?.unwrap_or_default() {
+                match flat {
+                    Some(array) => {
+                        for &cpu in cpus {
+                            let first = cpu as usize * meta.nsets as usize;
+                            for i in first..(first + meta.nsets as usize).min(array.len()) {
+                                let set = array.get(i);
+                                out.extend(
+                                    used(&set).into_iter().map(|(k, r, a)| (Some(cpu), k, r, a)),
+                                );
+                            }
+                        }
+                    }
+                    None => per_cpu(sets, cpus, used, &mut out)?,
+                }
+                let shared = Sets::Shared(shared);
+                for idx in 0..shared.nsets() {
+                    for set in shared.read(idx)?.unwrap_or_default() {
                         out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
                     }
                 }
@@ -407,13 +437,19 @@ type Item = (Option<Vec<u32>>, types::flow_key, u32, u32, u32);
 pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result<Carried> {
     let Tables::Sets {
         cpus,
-        sets,
+        flat: Some(array),
         meta,
         shared,
+        ..
     } = t
     else {
         bail!("connections are only written in this build's layout");
     };
+    let per_cpu = Sets::Flat {
+        array,
+        nsets: meta.nsets,
+    };
+    let shared = Sets::Shared(shared);
     let mut c = Carried::default();
     // entries grouped by (table, set): one read and one write per set
     let mut by_set: BTreeMap<(ConnTable, u32), Vec<Item>> = BTreeMap::new();
@@ -429,9 +465,9 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
             None => Some(cpus.clone()),
         };
         let nsets = if targets.is_some() {
-            sets.max_entries()
+            per_cpu.nsets()
         } else {
-            shared.max_entries()
+            shared.nsets()
         };
         let slot = conn_set::slot(&conn.key, meta.seed, nsets);
         let age = conn_set::age_units(conn.atime);
@@ -446,11 +482,12 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
             .push((targets, conn.key, slot.tag, real, age));
     }
     for ((table, idx), items) in by_set {
-        let map = match table {
-            ConnTable::PerCpu => sets,
-            ConnTable::Shared => shared,
+        let sets = match table {
+            ConnTable::PerCpu => &per_cpu,
+            ConnTable::Shared => &shared,
         };
-        let before = conn_set::read(map, table, idx)?
+        let before = sets
+            .read(idx)?
             .with_context(|| format!("no set {idx} in a connection table"))?;
         let mut copies = before.clone();
         for (targets, k, tag, real, age) in &items {
@@ -469,7 +506,7 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
             .map(|(b, a)| conn_set::hidden(b, a))
             .collect();
         for v in [hidden, copies] {
-            conn_set::write(map, table, idx, &v)?;
+            sets.write(idx, &v)?;
         }
     }
     Ok(c)

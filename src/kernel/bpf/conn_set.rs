@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::abi::{self, bytes, from_bytes, types};
+use super::mmap_array::PodArray;
 use super::percpu;
 
 /// The two kinds of connection table (see `enum conn_layout`).
@@ -29,35 +30,75 @@ impl ConnTable {
     }
 }
 
-/// Set `idx` of `map`, a table of kind `table`: one copy per CPU of a
-/// per-CPU table, the one copy of the shared table.
-pub fn read(map: &MapHandle, table: ConnTable, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
-    match table {
-        ConnTable::PerCpu => percpu::copies::<types::conn_set>(map, idx),
-        ConnTable::Shared => Ok(map
-            .lookup(&idx.to_ne_bytes(), MapFlags::ANY)?
-            .and_then(|v| from_bytes::<types::conn_set>(&v))
-            .map(|s| vec![s])),
-    }
-    .context("reading a connection-table set")
+/// Where the sets of one table live, as user space reaches them.
+pub enum Sets<'a> {
+    /// This build's per-CPU tables: one mapped array, CPU c's set i at
+    /// `c * nsets + i`.
+    Flat {
+        array: &'a PodArray<types::conn_set>,
+        nsets: u32,
+    },
+    /// An older build's per-CPU array (a copy of each set per CPU), read to
+    /// be replaced.
+    PerCpu(&'a MapHandle),
+    /// The shared table.
+    Shared(&'a MapHandle),
 }
 
-/// Writes set `idx` of `map` as `read` gave it. Reading and writing a set
-/// are separate system calls: a flow the program inserts in between is
-/// lost again (its next packet is a table miss).
-pub fn write(map: &MapHandle, table: ConnTable, idx: u32, sets: &[types::conn_set]) -> Result<()> {
-    let key = idx.to_ne_bytes();
-    match table {
-        ConnTable::PerCpu => {
-            let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
-            map.update_percpu(&key, &out, MapFlags::ANY)
+impl Sets<'_> {
+    /// Set `idx`: one copy per CPU of the per-CPU tables, the one copy of
+    /// the shared table; `None` past the last set.
+    pub fn read(&self, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
+        match self {
+            Sets::Flat { array, nsets } => Ok((idx < *nsets).then(|| {
+                (idx as usize..array.len())
+                    .step_by(*nsets as usize)
+                    .map(|i| array.get(i))
+                    .collect()
+            })),
+            Sets::PerCpu(map) => percpu::copies::<types::conn_set>(*map, idx),
+            Sets::Shared(map) => Ok(map
+                .lookup(&idx.to_ne_bytes(), MapFlags::ANY)?
+                .and_then(|v| from_bytes::<types::conn_set>(&v))
+                .map(|s| vec![s])),
         }
-        ConnTable::Shared => {
-            let set = sets.first().context("no set to write")?;
-            map.update(&key, bytes(set), MapFlags::ANY)
+        .context("reading a connection-table set")
+    }
+
+    /// Writes set `idx` as `read` gave it. Reading and writing a set are
+    /// separate steps: a flow the program inserts in between is lost again
+    /// (its next packet is a table miss).
+    pub fn write(&self, idx: u32, sets: &[types::conn_set]) -> Result<()> {
+        let key = idx.to_ne_bytes();
+        match self {
+            Sets::Flat { array, nsets } => {
+                let places = (idx as usize..array.len()).step_by(*nsets as usize);
+                for (i, set) in places.zip(sets) {
+                    array.set(i, set);
+                }
+                Ok(())
+            }
+            Sets::PerCpu(map) => {
+                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
+                map.update_percpu(&key, &out, MapFlags::ANY)
+                    .map_err(anyhow::Error::from)
+            }
+            Sets::Shared(map) => {
+                let set = sets.first().context("no set to write")?;
+                map.update(&key, bytes(set), MapFlags::ANY)
+                    .map_err(anyhow::Error::from)
+            }
+        }
+        .context("writing a connection-table set")
+    }
+
+    /// Sets in each table.
+    pub fn nsets(&self) -> u32 {
+        match self {
+            Sets::Flat { nsets, .. } => *nsets,
+            Sets::PerCpu(map) | Sets::Shared(map) => map.max_entries(),
         }
     }
-    .context("writing a connection-table set")
 }
 
 /// A flow's place in a table: its set, and the tag its entry carries.

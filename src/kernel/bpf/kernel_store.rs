@@ -13,7 +13,8 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use super::abi::{self, bytes, from_bytes, types, Pod};
 use super::conn_set;
 pub use super::conn_set::ConnTable;
-use super::mmap_array::U32Array;
+use super::conn_set::Sets;
+use super::mmap_array::{PodArray, U32Array};
 use crate::maglev::RingDelta;
 use crate::model::{Globals, RingKind, VipKey};
 use crate::store::{BackendRecord, Limits, MapStore, RealRecord, VipRecord};
@@ -72,12 +73,7 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
         4,
         size_of::<types::conn_meta>(),
     ),
-    (
-        "conn_sets",
-        MapType::PercpuArray,
-        4,
-        size_of::<types::conn_set>(),
-    ),
+    ("conn_sets", MapType::Array, 4, size_of::<types::conn_set>()),
     (
         "conn_shared",
         MapType::Array,
@@ -116,6 +112,11 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
 /// read, to be replaced.
 const LEGACY_VALUE_SIZES: &[(&str, usize)] = &[("lb_gen", 4)];
 
+/// Map types of older builds' maps that this one still reads: the per-CPU
+/// connection tables were a per-CPU array (the same sets, a copy per CPU)
+/// before they became one plain array.
+const LEGACY_TYPES: &[(&str, MapType)] = &[("conn_sets", MapType::PercpuArray)];
+
 fn check(handle: &MapHandle, name: &str) -> Result<()> {
     let (_, ty, k, v) = MAP_SPECS
         .iter()
@@ -123,8 +124,9 @@ fn check(handle: &MapHandle, name: &str) -> Result<()> {
         .with_context(|| format!("unknown map {name}"))?;
     let value = handle.value_size() as usize;
     let legacy = LEGACY_VALUE_SIZES.contains(&(name, value));
+    let ty_ok = handle.map_type() == *ty || LEGACY_TYPES.contains(&(name, handle.map_type()));
     ensure!(
-        handle.map_type() == *ty && handle.key_size() as usize == *k && (value == *v || legacy),
+        ty_ok && handle.key_size() as usize == *k && (value == *v || legacy),
         "map {name} is a {:?} with {}-byte keys and {}-byte values; this katran expects {:?}, {k}, {v} \
          (left by a different version? `katran down` removes it)",
         handle.map_type(),
@@ -299,6 +301,9 @@ pub struct KernelStore {
     pub maps: Maps,
     limits: Limits,
     ring: U32Array,
+    /// `conn_sets` mapped, and its sets per CPU; `None` for an older
+    /// build's per-CPU array (see LEGACY_TYPES).
+    conn: Option<(PodArray<types::conn_set>, u32)>,
 }
 
 impl KernelStore {
@@ -306,7 +311,26 @@ impl KernelStore {
     pub fn new(maps: Maps) -> Result<KernelStore> {
         let limits = maps.limits()?;
         let ring = U32Array::map(&maps.rings).context("mapping the rings")?;
-        Ok(KernelStore { maps, limits, ring })
+        let conn = if maps.conn_sets.map_type() == MapType::Array {
+            let meta = get::<types::conn_meta>(&maps.conn_meta, &0u32.to_ne_bytes())?
+                .context("reading conn_meta")?;
+            let array = PodArray::map(&maps.conn_sets).context("mapping conn_sets")?;
+            ensure!(
+                meta.nsets > 0 && array.len().is_multiple_of(meta.nsets as usize),
+                "conn_sets holds {} sets, not a whole number of tables of {}",
+                array.len(),
+                meta.nsets
+            );
+            Some((array, meta.nsets))
+        } else {
+            None
+        };
+        Ok(KernelStore {
+            maps,
+            limits,
+            ring,
+            conn,
+        })
     }
 
     fn ring_range(&self, ring_id: u32) -> Result<std::ops::Range<usize>> {
@@ -465,14 +489,18 @@ impl KernelStore {
 
     /// Sets in each table of kind `table`.
     pub fn conn_nsets(&self, table: ConnTable) -> u32 {
-        self.conn_map(table).max_entries()
+        self.sets(table).nsets()
     }
 
-    /// The map holding the tables of kind `table`.
-    fn conn_map(&self, table: ConnTable) -> &MapHandle {
-        match table {
-            ConnTable::PerCpu => &self.maps.conn_sets,
-            ConnTable::Shared => &self.maps.conn_shared,
+    /// The sets of the tables of kind `table`.
+    fn sets(&self, table: ConnTable) -> Sets<'_> {
+        match (table, &self.conn) {
+            (ConnTable::PerCpu, Some((array, nsets))) => Sets::Flat {
+                array,
+                nsets: *nsets,
+            },
+            (ConnTable::PerCpu, None) => Sets::PerCpu(&self.maps.conn_sets),
+            (ConnTable::Shared, _) => Sets::Shared(&self.maps.conn_shared),
         }
     }
 
@@ -507,12 +535,13 @@ impl KernelStore {
         table: ConnTable,
         mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool,
     ) -> Result<()> {
-        for idx in 0..self.conn_nsets(table) {
-            let Some(mut sets) = conn_set::read(self.conn_map(table), table, idx)? else {
+        let all = self.sets(table);
+        for idx in 0..all.nsets() {
+            let Some(mut sets) = all.read(idx)? else {
                 continue;
             };
             if f(idx, &mut sets) {
-                conn_set::write(self.conn_map(table), table, idx, &sets)?;
+                all.write(idx, &sets)?;
             }
         }
         Ok(())
@@ -526,8 +555,9 @@ impl KernelStore {
         let mut tables = self.conn_tables()?;
         tables.reverse();
         for table in tables {
-            let slot = conn_set::slot(key, meta.seed, self.conn_nsets(table));
-            let copies = conn_set::read(self.conn_map(table), table, slot.set)?.unwrap_or_default();
+            let sets = self.sets(table);
+            let slot = conn_set::slot(key, meta.seed, sets.nsets());
+            let copies = sets.read(slot.set)?.unwrap_or_default();
             if let Some(real) = copies.iter().find_map(|s| conn_set::find(s, key, slot.tag)) {
                 return Ok(Some(real));
             }
@@ -805,14 +835,14 @@ impl MapStore for KernelStore {
                     w.entry.tag = !w.entry.tag;
                 }
             }
-            conn_set::write(self.conn_map(table), table, set, &copies)?;
+            self.sets(table).write(set, &copies)?;
             for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
                 if w.entry.real == idx {
                     *w = types::conn_way::default();
                     purged += 1;
                 }
             }
-            conn_set::write(self.conn_map(table), table, set, &copies)?;
+            self.sets(table).write(set, &copies)?;
         }
         Ok(purged)
     }

@@ -160,6 +160,10 @@ impl Dataplane {
             rodata.vip_real_slots = o.max_reals + 1;
         }
         let limits = crate::store::Limits::for_sizes(o.ring_size, o.max_vips, o.max_reals);
+        // every possible CPU's table, one after another
+        let per_cpu_sets = cpus
+            .checked_mul(nsets)
+            .context("possible CPUs x connection-table sets exceed 2^32")?;
         let m = &mut open.maps;
         let sizes = [
             (&mut m.vips, 2 * o.max_vips),
@@ -169,7 +173,7 @@ impl Dataplane {
             (&mut m.backends, limits.backends),
             (&mut m.server_ids, limits.server_ids),
             (&mut m.conn_cpus, cpus),
-            (&mut m.conn_sets, nsets),
+            (&mut m.conn_sets, per_cpu_sets),
             (&mut m.conn_shared, o.shared_nsets()),
             (&mut m.vip_stats, o.max_vips),
             (&mut m.real_stats, o.max_reals + 1),
