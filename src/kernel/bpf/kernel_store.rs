@@ -2,6 +2,7 @@
 //! object or from the pins of an earlier run) and the rings memory-mapped,
 //! so reading a ring or writing its changed slots costs no system call.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -301,9 +302,13 @@ pub struct KernelStore {
     pub maps: Maps,
     limits: Limits,
     ring: U32Array,
-    /// `conn_sets` mapped, and its sets per CPU; `None` for an older
-    /// build's per-CPU array (see LEGACY_TYPES).
-    conn: Option<(PodArray<types::conn_set>, u32)>,
+    /// Sets per CPU of `conn_sets` when it is one plain array; `None` for
+    /// an older build's per-CPU array (see LEGACY_TYPES).
+    conn_nsets: Option<u32>,
+    /// `conn_sets` mapped, once something reads or writes its sets (the
+    /// kernel maps every page at once, and most users of a store never
+    /// look at a connection).
+    conn: OnceCell<PodArray<types::conn_set>>,
 }
 
 impl KernelStore {
@@ -311,17 +316,16 @@ impl KernelStore {
     pub fn new(maps: Maps) -> Result<KernelStore> {
         let limits = maps.limits()?;
         let ring = U32Array::map(&maps.rings).context("mapping the rings")?;
-        let conn = if maps.conn_sets.map_type() == MapType::Array {
+        let conn_nsets = if maps.conn_sets.map_type() == MapType::Array {
             let meta = get::<types::conn_meta>(&maps.conn_meta, &0u32.to_ne_bytes())?
                 .context("reading conn_meta")?;
-            let array = PodArray::map(&maps.conn_sets).context("mapping conn_sets")?;
+            let sets = maps.conn_sets.max_entries();
             ensure!(
-                meta.nsets > 0 && array.len().is_multiple_of(meta.nsets as usize),
-                "conn_sets holds {} sets, not a whole number of tables of {}",
-                array.len(),
+                meta.nsets > 0 && sets.is_multiple_of(meta.nsets),
+                "conn_sets holds {sets} sets, not a whole number of tables of {}",
                 meta.nsets
             );
-            Some((array, meta.nsets))
+            Some(meta.nsets)
         } else {
             None
         };
@@ -329,7 +333,8 @@ impl KernelStore {
             maps,
             limits,
             ring,
-            conn,
+            conn_nsets,
+            conn: OnceCell::new(),
         })
     }
 
@@ -489,19 +494,29 @@ impl KernelStore {
 
     /// Sets in each table of kind `table`.
     pub fn conn_nsets(&self, table: ConnTable) -> u32 {
-        self.sets(table).nsets()
+        match (table, self.conn_nsets) {
+            (ConnTable::PerCpu, Some(nsets)) => nsets,
+            (ConnTable::PerCpu, None) => self.maps.conn_sets.max_entries(),
+            (ConnTable::Shared, _) => self.maps.conn_shared.max_entries(),
+        }
     }
 
     /// The sets of the tables of kind `table`.
-    fn sets(&self, table: ConnTable) -> Sets<'_> {
-        match (table, &self.conn) {
-            (ConnTable::PerCpu, Some((array, nsets))) => Sets::Flat {
-                array,
-                nsets: *nsets,
-            },
+    fn sets(&self, table: ConnTable) -> Result<Sets<'_>> {
+        Ok(match (table, self.conn_nsets) {
+            (ConnTable::PerCpu, Some(nsets)) => {
+                let array = match self.conn.get() {
+                    Some(a) => a,
+                    None => {
+                        let a = PodArray::map(&self.maps.conn_sets).context("mapping conn_sets")?;
+                        self.conn.get_or_init(|| a)
+                    }
+                };
+                Sets::Flat { array, nsets }
+            }
             (ConnTable::PerCpu, None) => Sets::PerCpu(&self.maps.conn_sets),
             (ConnTable::Shared, _) => Sets::Shared(&self.maps.conn_shared),
-        }
+        })
     }
 
     /// The tables this dataplane has: the per-CPU ones when some CPU has
@@ -535,7 +550,7 @@ impl KernelStore {
         table: ConnTable,
         mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool,
     ) -> Result<()> {
-        let all = self.sets(table);
+        let all = self.sets(table)?;
         for idx in 0..all.nsets() {
             let Some(mut sets) = all.read(idx)? else {
                 continue;
@@ -555,7 +570,7 @@ impl KernelStore {
         let mut tables = self.conn_tables()?;
         tables.reverse();
         for table in tables {
-            let sets = self.sets(table);
+            let sets = self.sets(table)?;
             let slot = conn_set::slot(key, meta.seed, sets.nsets());
             let copies = sets.read(slot.set)?.unwrap_or_default();
             if let Some(real) = copies.iter().find_map(|s| conn_set::find(s, key, slot.tag)) {
@@ -835,14 +850,14 @@ impl MapStore for KernelStore {
                     w.entry.tag = !w.entry.tag;
                 }
             }
-            self.sets(table).write(set, &copies)?;
+            self.sets(table)?.write(set, &copies)?;
             for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
                 if w.entry.real == idx {
                     *w = types::conn_way::default();
                     purged += 1;
                 }
             }
-            self.sets(table).write(set, &copies)?;
+            self.sets(table)?.write(set, &copies)?;
         }
         Ok(purged)
     }
