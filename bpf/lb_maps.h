@@ -144,12 +144,12 @@ struct {
 	__type(value, __u32);
 } conn_cpus SEC(".maps");
 
-/* The per-CPU connection tables (see enum conn_layout), one after another:
- * CPU c's set i at c * conn_nsets + i. A plain array rather than a per-CPU
- * one, whose lookup first reads the set's pointer from a table of its own:
- * for a new flow (a random set) that is one more cold line and page. Memory
- * mappable, so user space reads and writes sets without a system call
- * each... */
+/* A plain array rather than a per-CPU one, whose lookup first reads the
+ * element's pointer from a table of its own (for a new flow, a random set,
+ * one more cold line and page), memory-mappable so user space reads and
+ * writes sets without a system call each: CPU c's set i at
+ * c * conn_nsets + i of the per-CPU connection tables (see enum
+ * conn_layout)... */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* possible CPUs x conn_nsets */

@@ -216,11 +216,10 @@ _Static_assert(_Alignof(struct conn_entry) == 8, "conn_entry's word must be one 
  * (conn_hash(flow) * sets) >> 32, in any of the set's CONN_WAYS ways. Each
  * CPU marked in `conn_cpus` has its own table (its stretch of `conn_sets`,
  * which holds one table per possible CPU); other CPUs, and every CPU with
- * conn_table = "shared", share
- * one (`conn_shared`, a plain array of the same sets). Inserting into a full
- * set evicts a way not used since the set last evicted one (else way 0),
- * counts STAT_CONN_EVICTED and marks every way of the set unused again; an
- * expired UDP entry counts as free. A table of N entries holds
+ * conn_table = "shared", share one (`conn_shared`, a plain array of the
+ * same sets). Inserting into a full set evicts a way not used since the
+ * set last evicted one (else way 0), counts STAT_CONN_EVICTED and marks
+ * every way of the set unused again; an expired UDP entry counts as free. A table of N entries holds
  * (N / CONN_WAYS) * CONN_WAYS flows.
  *
  * Writing a way: clear its word, write the key and the rest, then write the

@@ -96,18 +96,11 @@ fn load_shared(name: &str, entries: u32) -> Option<Dataplane> {
 }
 
 fn pin_to_this_cpu() -> u32 {
-    // SAFETY: plain libc calls on a zeroed, owned cpu_set_t.
-    unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(cpu >= 0);
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-        cpu as u32
-    }
+    // SAFETY: a plain libc call.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(cpu >= 0);
+    assert!(pin_to(cpu as u32), "cannot pin to CPU {cpu}");
+    cpu as u32
 }
 
 /// The key of the TCP flow from CLIENT's `port` to VIP_TCP:80.

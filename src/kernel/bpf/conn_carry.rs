@@ -263,9 +263,11 @@ impl Tables {
             }
             Ok(())
         };
-        // per-CPU sets of either layout, one copy per CPU in `cpus`
-        fn per_cpu<S: Pod>(
-            sets: &MapHandle,
+        // per-CPU sets of any layout, `nsets` of them read by `read` (one
+        // copy per CPU); the copies of the CPUs in `cpus`
+        fn per_cpu<S>(
+            nsets: u32,
+            read: impl Fn(u32) -> Result<Option<Vec<S>>>,
             cpus: &[u32],
             ways: impl Fn(&S) -> Vec<(types::flow_key, u32, u64)>,
             out: &mut Vec<Raw>,
@@ -273,10 +275,8 @@ impl Tables {
             if cpus.is_empty() {
                 return Ok(());
             }
-            for idx in 0..sets.max_entries() {
-                let Some(copies) =
-                    percpu::copies::<S>(sets, idx).context("reading a connection-table set")?
-                else {
+            for idx in 0..nsets {
+                let Some(copies) = read(idx).context("reading a connection-table set")? else {
                     continue;
                 };
                 for (cpu, set) in copies.iter().enumerate() {
@@ -303,20 +303,14 @@ impl Tables {
                 meta,
                 shared,
             } => {
-                match flat {
-                    Some(array) => {
-                        for &cpu in cpus {
-                            let first = cpu as usize * meta.nsets as usize;
-                            for i in first..(first + meta.nsets as usize).min(array.len()) {
-                                let set = array.get(i);
-                                out.extend(
-                                    used(&set).into_iter().map(|(k, r, a)| (Some(cpu), k, r, a)),
-                                );
-                            }
-                        }
-                    }
-                    None => per_cpu(sets, cpus, used, &mut out)?,
-                }
+                let own = match flat {
+                    Some(array) => Sets::Flat {
+                        array,
+                        nsets: meta.nsets,
+                    },
+                    None => Sets::PerCpu(sets),
+                };
+                per_cpu(own.nsets(), |i| own.read(i), cpus, used, &mut out)?;
                 let shared = Sets::Shared(shared);
                 for idx in 0..shared.nsets() {
                     for set in shared.read(idx)?.unwrap_or_default() {
@@ -337,7 +331,8 @@ impl Tables {
                         .map(|w| (w.key, w.entry.real, w.entry.atime))
                         .collect()
                 };
-                per_cpu(sets, cpus, old, &mut out)?;
+                let read = |i: u32| percpu::copies::<OldSet>(sets, i);
+                per_cpu(sets.max_entries(), read, cpus, old, &mut out)?;
                 hash(shared4, None, &mut out)?;
                 hash(shared6, None, &mut out)?;
             }
