@@ -188,10 +188,18 @@ upgrade_from() {
         from="release ${previous:0:7}"
         old_src=$(mktemp -d)
         git worktree add --detach "$old_src" "$previous" >/dev/null 2>&1
-        # its own target directory: two source trees of one package must
-        # not share build-script output
-        old_target=$target_dir/previous-release-${previous:0:7}
-        old_deb=$(cd "$old_src" && CARGO_TARGET_DIR=$old_target packaging/build-deb.sh "${version}~prev" | tail -n1)
+        # One target directory for the previous builds, apart from this
+        # build's: their dependencies are mostly the same crates, built once.
+        # Cargo names a path package's units by their place in the
+        # workspace, the same in every source tree, so the package's own
+        # units are removed first: never taken from another tree's build.
+        # Built unoptimized (the old daemon only has to run, and the BPF
+        # object is compiled by clang either way): a fraction of the time.
+        old_target=$target_dir/previous-releases
+        rm -rf "$old_target"/release/.fingerprint/katran* "$old_target"/release/build/katran* \
+            "$old_target"/release/deps/*katran* "$old_target"/release/katran
+        old_deb=$(cd "$old_src" && CARGO_TARGET_DIR=$old_target CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
+            CARGO_PROFILE_RELEASE_DEBUG=0 packaging/build-deb.sh "${version}~prev" | tail -n1)
         old_deb=$old_target/debian/$(basename "$old_deb")
         git worktree remove --force "$old_src" >/dev/null 2>&1 || rm -rf "$old_src"
     else
