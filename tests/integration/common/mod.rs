@@ -56,16 +56,21 @@ pub fn tools(name: &str, tools: &[&str]) -> bool {
     true
 }
 
-/// `../shared/conformance/katran`, when present; skips if not.
+/// `../shared/conformance/katran` (or `$KATRAN_SHARED_DIR/conformance/katran`,
+/// as the benchmark reads it), when present; skips if not.
 pub fn conformance_dir(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/katran");
+    let shared = std::env::var_os("KATRAN_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let dir = shared.join("conformance/katran");
     if dir.join("setup.json").exists() {
         Some(dir)
     } else {
         skip(
             name,
             &format!(
-                "{} is absent (a plain clone has no shared/ folder)",
+                "{} is absent (a plain clone has no shared/ folder; \
+                 KATRAN_SHARED_DIR names another)",
                 dir.display()
             ),
         );
