@@ -40,7 +40,6 @@ pub fn read(store: &KernelStore) -> Result<Vec<Fill>> {
                     .flat_map(|s| s.way)
                     .filter(|w| w.entry.real != 0)
                     .count() as u64;
-                false
             })?;
             Some(n)
         } else {

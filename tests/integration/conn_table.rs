@@ -18,7 +18,7 @@ use common::frames::{outer_dst, packet, tcp, TCP_ACK, TCP_RST, TCP_SYN};
 use katran::apply::apply;
 use katran::kernel::bpf::abi::types::{self, lb_stat};
 use katran::kernel::bpf::abi::{self, addr_words};
-use katran::kernel::bpf::conn_set;
+use katran::kernel::bpf::conn_set::{self, Sets};
 use katran::kernel::bpf::kernel_store::ConnTable;
 use katran::kernel::bpf::loader::{Dataplane, LoadOptions};
 use katran::kernel::bpf::prev_ring;
@@ -296,7 +296,6 @@ fn a_cpu_without_a_table_of_its_own_uses_the_shared_one() {
                 .flat_map(|s| s.way)
                 .filter(|w| w.entry.real != 0)
                 .count();
-            false
         })
         .unwrap();
     assert_eq!(in_shared, 1, "the flow is in the shared table");
@@ -402,6 +401,57 @@ fn during_a_replacement_unknown_flows_follow_the_old_ring() {
 }
 
 #[test]
+fn writing_a_set_leaves_what_the_program_wrote_since_it_was_read() {
+    let Some((dp, _)) = load("per-CPU sets: written way by way", 1024) else {
+        return;
+    };
+    let store = dp.store().unwrap();
+    let sets = store.sets(ConnTable::PerCpu).unwrap();
+    let Sets::Flat { array, .. } = &sets else {
+        panic!("this build's per-CPU tables are not one mapped array");
+    };
+    let way = |key, real, tag| types::conn_way {
+        entry: types::conn_entry {
+            real,
+            tag,
+            ..Default::default()
+        },
+        key,
+    };
+    let (a, b, c, d) = (tcp_key(1), tcp_key(2), tcp_key(3), tcp_key(4));
+    // CPU 0's set 0 (element 0) holds a in way 0
+    let empty = sets.read(0).unwrap().unwrap();
+    let mut with_a = empty.clone();
+    with_a[0].way[0] = way(a, 3, 7);
+    assert_eq!(sets.update(0, &empty, &with_a).unwrap(), 0);
+    // user space reads the set, to drop a and put c in way 1 ...
+    let read = sets.read(0).unwrap().unwrap();
+    assert_eq!(conn_set::find(&read[0], &a, 7), Some(3));
+    let mut want = read.clone();
+    want[0].way[0] = types::conn_way::default();
+    want[0].way[1] = way(c, 5, 9);
+    // ... while the program puts b in way 1 and d in way 2
+    let mut program = read[0];
+    program.way[1] = way(b, 4, 8);
+    program.way[2] = way(d, 6, 10);
+    array.set(0, &program);
+    assert_eq!(
+        sets.update(0, &read, &want).unwrap(),
+        1,
+        "one way was the program's since the read"
+    );
+    let now = sets.read(0).unwrap().unwrap();
+    assert_eq!(conn_set::find(&now[0], &a, 7), None, "a was dropped");
+    assert_eq!(conn_set::find(&now[0], &b, 8), Some(4), "the program's b");
+    assert_eq!(conn_set::find(&now[0], &d, 10), Some(6), "the program's d");
+    assert_eq!(
+        conn_set::find(&now[0], &c, 9),
+        None,
+        "c over the program's b"
+    );
+}
+
+#[test]
 fn each_cpu_stores_its_flows_in_its_own_table() {
     if !common::privileged("per-CPU tables: each CPU's own") {
         return;
@@ -449,7 +499,6 @@ fn each_cpu_stores_its_flows_in_its_own_table() {
                         }),
                     );
                 }
-                false
             })
             .unwrap();
         assert_eq!(

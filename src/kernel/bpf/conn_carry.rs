@@ -409,7 +409,8 @@ pub struct Carried {
     pub present: usize,
     /// Their real is not in the new configuration.
     pub real_gone: usize,
-    /// Their set was full.
+    /// Their set was full (or its free way was filled by the new
+    /// dataplane while it was written).
     pub set_full: usize,
 }
 
@@ -493,16 +494,11 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
                 }
             }
         }
-        // two writes, the first with the new entries hidden: the new
-        // dataplane may already be running (see conn_set::hidden)
-        let hidden: Vec<types::conn_set> = before
-            .iter()
-            .zip(&copies)
-            .map(|(b, a)| conn_set::hidden(b, a))
-            .collect();
-        for v in [hidden, copies] {
-            sets.write(idx, &v)?;
-        }
+        // the new dataplane may already be running: a way it filled since
+        // the read stays its own, and the entry meant for it is not carried
+        let taken = sets.update(idx, &before, &copies)?;
+        c.written = c.written.saturating_sub(taken);
+        c.set_full += taken;
     }
     Ok(c)
 }

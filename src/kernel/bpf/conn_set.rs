@@ -4,7 +4,9 @@
 //! (bpf/lb_conn.h, `enum conn_layout`); this is the one place user space
 //! states them, for the per-CPU tables and the shared one alike.
 
-use anyhow::{Context, Result};
+use std::sync::atomic::Ordering;
+
+use anyhow::{ensure, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::abi::{self, bytes, from_bytes, types};
@@ -65,31 +67,73 @@ impl Sets<'_> {
         .context("reading a connection-table set")
     }
 
-    /// Writes set `idx` as `read` gave it. Reading and writing a set are
-    /// separate steps: a flow the program inserts in between is lost again
-    /// (its next packet is a table miss).
-    pub fn write(&self, idx: u32, sets: &[types::conn_set]) -> Result<()> {
+    /// Changes set `idx` from `before` (as `read` gave it) to `after`, one
+    /// copy per CPU as `read` gives them, so that the program never takes a
+    /// real from a half-written way. Returns the ways left as the program
+    /// left them.
+    ///
+    /// This build's per-CPU tables are written way by way through their
+    /// mapping, as the program writes a way: its {real, tag} word cleared,
+    /// then key and age, then the word. The word is swapped only from what
+    /// `before` says: a way the program changed since then (a flow it
+    /// inserted meanwhile) is left to it, and the other ways of the set are
+    /// not touched at all.
+    ///
+    /// An older build's per-CPU array and the shared table are written by
+    /// system call, whole sets, whose copy may reach a reading CPU in
+    /// pieces: first with every changed way under a tag no flow has (see
+    /// `masked`), then as `after`. A flow the program inserts into the set
+    /// between `read` and this is lost again (its next packet is a table
+    /// miss).
+    pub fn update(
+        &self,
+        idx: u32,
+        before: &[types::conn_set],
+        after: &[types::conn_set],
+    ) -> Result<usize> {
+        ensure!(
+            before.len() == after.len(),
+            "{} copies of set {idx} read, {} to write",
+            before.len(),
+            after.len()
+        );
         let key = idx.to_ne_bytes();
-        match self {
+        let masked = || -> Vec<types::conn_set> {
+            before
+                .iter()
+                .zip(after)
+                .map(|(b, a)| masked(b, a))
+                .collect()
+        };
+        let written: Result<usize> = match self {
             Sets::Flat { array, nsets } => {
                 let places = (idx as usize..array.len()).step_by(*nsets as usize);
-                for (i, set) in places.zip(sets) {
-                    array.set(i, set);
+                let mut left = 0;
+                for (i, (b, a)) in places.zip(before.iter().zip(after)) {
+                    for (w, (old, new)) in b.way.iter().zip(&a.way).enumerate() {
+                        if bytes(old) != bytes(new) && !swap_way(array, i, w, old, new) {
+                            left += 1;
+                        }
+                    }
                 }
-                Ok(())
+                Ok(left)
             }
             Sets::PerCpu(map) => {
-                let out: Vec<Vec<u8>> = sets.iter().map(|s| bytes(s).to_vec()).collect();
-                map.update_percpu(&key, &out, MapFlags::ANY)
-                    .map_err(anyhow::Error::from)
+                for v in [&masked(), after] {
+                    let out: Vec<Vec<u8>> = v.iter().map(|s| bytes(s).to_vec()).collect();
+                    map.update_percpu(&key, &out, MapFlags::ANY)?;
+                }
+                Ok(0)
             }
             Sets::Shared(map) => {
-                let set = sets.first().context("no set to write")?;
-                map.update(&key, bytes(set), MapFlags::ANY)
-                    .map_err(anyhow::Error::from)
+                for v in [&masked(), after] {
+                    let set = v.first().context("no set to write")?;
+                    map.update(&key, bytes(set), MapFlags::ANY)?;
+                }
+                Ok(0)
             }
-        }
-        .context("writing a connection-table set")
+        };
+        written.context("writing a connection-table set")
     }
 
     /// Sets in each table.
@@ -116,6 +160,15 @@ pub fn slot(key: &types::flow_key, seed: u32, nsets: u32) -> Slot {
         tag,
     }
 }
+
+// The layout `swap_way` writes in: the entry (whose first word is {real,
+// tag}) first, 8-byte words throughout.
+const _: () = assert!(
+    std::mem::offset_of!(types::conn_way, entry) == 0
+        && std::mem::offset_of!(types::conn_entry, real) == 0
+        && std::mem::offset_of!(types::conn_entry, tag) == 4
+        && WAY.is_multiple_of(8)
+);
 
 /// Whether `w` holds `key` (with `tag`): what the dataplane's `way_of` asks.
 fn holds(w: &types::conn_way, key: &types::flow_key, tag: u32) -> bool {
@@ -167,19 +220,73 @@ pub fn place(
     Placed::Written
 }
 
-/// `after` with the tag of every way filled since `before` inverted, so
-/// that no flow matches it: the first of two writes that fill ways of a set
-/// the dataplane may be reading. A system call's copy of a set can reach a
-/// reading CPU in pieces; written first like this and then as `after`, a
-/// way's real and key are whole before its tag is right.
-pub fn hidden(before: &types::conn_set, after: &types::conn_set) -> types::conn_set {
+/// `after` with every way that differs from `before` under a tag no flow
+/// has (the tag of what it holds after, or of what it held before when it
+/// is emptied, inverted): the first of the two whole-set writes of
+/// `Sets::update`. A way being filled has its real and key in place before
+/// its tag is right; a way being emptied names its old real, which no live
+/// generation does, under a tag nobody has, before its real goes.
+fn masked(before: &types::conn_set, after: &types::conn_set) -> types::conn_set {
     let mut out = *after;
     for (w, old) in out.way.iter_mut().zip(&before.way) {
-        if old.entry.real == 0 && w.entry.real != 0 {
-            w.entry.tag = !w.entry.tag;
+        if bytes(w) == bytes(old) {
+            continue;
         }
+        if w.entry.real == 0 {
+            *w = *old;
+        }
+        w.entry.tag = !w.entry.tag;
     }
     out
+}
+
+/// Bytes of a way, and where its parts start: the entry's {real, tag} word,
+/// then its age and flags, then the key.
+const WAY: usize = size_of::<types::conn_way>();
+const ENTRY_WORD: usize = 0;
+const AFTER_ENTRY_WORD: usize = 8;
+
+/// The 8 bytes of `v` at `offset`.
+fn word_of(v: &types::conn_way, offset: usize) -> u64 {
+    let b = bytes(v);
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[offset..offset + 8]);
+    u64::from_ne_bytes(w)
+}
+
+/// Writes way `w` of element `i` from `old` to `new` as the program writes
+/// a way; false when the way no longer held `old`, or the program filled
+/// it while it was written: it is then left to the program.
+fn swap_way(
+    array: &PodArray<types::conn_set>,
+    i: usize,
+    w: usize,
+    old: &types::conn_way,
+    new: &types::conn_way,
+) -> bool {
+    let base = w * WAY;
+    let entry = array.word(i, base + ENTRY_WORD);
+    if entry
+        .compare_exchange(
+            word_of(old, ENTRY_WORD),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return false;
+    }
+    for offset in (AFTER_ENTRY_WORD..WAY).step_by(8) {
+        array
+            .word(i, base + offset)
+            .store(word_of(new, offset), Ordering::Relaxed);
+    }
+    let word = word_of(new, ENTRY_WORD);
+    word == 0
+        || entry
+            .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Entry ages are counted in units of 2^CONN_CLOCK_SHIFT ns of the coarse
@@ -206,6 +313,25 @@ mod tests {
             proto: 6,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_masked_set_matches_no_flow_it_changes() {
+        let mut before = types::conn_set::default();
+        place(&mut before, &key(1), 1, 3, 0);
+        place(&mut before, &key(2), 2, 4, 0);
+        let mut after = before;
+        place(&mut after, &key(3), 3, 5, 0);
+        after.way[0] = types::conn_way::default();
+        let m = masked(&before, &after);
+        // emptied: its old real, under a tag nobody has
+        assert_eq!((m.way[0].entry.real, m.way[0].entry.tag), (3, !1));
+        assert_eq!(find(&m, &key(1), 1), None);
+        // untouched
+        assert_eq!(find(&m, &key(2), 2), Some(4));
+        // filled: real and key in place, tag not yet
+        assert_eq!(find(&m, &key(3), 3), None);
+        assert_eq!(find(&m, &key(3), !3), Some(5));
     }
 
     #[test]

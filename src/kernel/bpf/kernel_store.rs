@@ -502,7 +502,7 @@ impl KernelStore {
     }
 
     /// The sets of the tables of kind `table`.
-    fn sets(&self, table: ConnTable) -> Result<Sets<'_>> {
+    pub fn sets(&self, table: ConnTable) -> Result<Sets<'_>> {
         Ok(match (table, self.conn_nsets) {
             (ConnTable::PerCpu, Some(nsets)) => {
                 let array = match self.conn.get() {
@@ -531,12 +531,10 @@ impl KernelStore {
     }
 
     /// Calls `f` with every set of every table, as (table, set index, its
-    /// copies); writes a set back when `f` says so. Reading and writing a
-    /// set are separate system calls: a flow the program inserts into that
-    /// set in between is lost again (its next packet is a table miss).
+    /// copies).
     pub fn each_conn_set(
         &self,
-        mut f: impl FnMut(ConnTable, u32, &mut [types::conn_set]) -> bool,
+        mut f: impl FnMut(ConnTable, u32, &[types::conn_set]),
     ) -> Result<()> {
         for table in self.conn_tables()? {
             self.each_set_of(table, |idx, sets| f(table, idx, sets))?;
@@ -548,15 +546,12 @@ impl KernelStore {
     pub fn each_set_of(
         &self,
         table: ConnTable,
-        mut f: impl FnMut(u32, &mut [types::conn_set]) -> bool,
+        mut f: impl FnMut(u32, &[types::conn_set]),
     ) -> Result<()> {
         let all = self.sets(table)?;
         for idx in 0..all.nsets() {
-            let Some(mut sets) = all.read(idx)? else {
-                continue;
-            };
-            if f(idx, &mut sets) {
-                all.write(idx, &sets)?;
+            if let Some(sets) = all.read(idx)? {
+                f(idx, &sets);
             }
         }
         Ok(())
@@ -835,29 +830,20 @@ impl MapStore for KernelStore {
             {
                 found.push((table, set, copies.to_vec()));
             }
-            false
         })?;
-        // Two writes per set, because a system call's copy of a set may
-        // reach a CPU reading it in pieces. The first changes only the tags
-        // of the purged entries: a reader then sees the old tag, and so the
-        // old real, which no live generation names (a stale entry, ignored),
-        // or a tag that is nobody's. The second frees the ways: their torn
-        // real could be any index, but under a tag nobody has.
+        // way by way where the program may be inserting into the same set
+        // (see conn_set::Sets::update); a way it rewrote since the read no
+        // longer names the real
         let mut purged = 0;
-        for (table, set, mut copies) in found {
-            for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
-                if w.entry.real == idx {
-                    w.entry.tag = !w.entry.tag;
-                }
-            }
-            self.sets(table)?.write(set, &copies)?;
-            for w in copies.iter_mut().flat_map(|s| s.way.iter_mut()) {
+        for (table, set, before) in found {
+            let mut after = before.clone();
+            for w in after.iter_mut().flat_map(|s| s.way.iter_mut()) {
                 if w.entry.real == idx {
                     *w = types::conn_way::default();
                     purged += 1;
                 }
             }
-            self.sets(table)?.write(set, &copies)?;
+            purged -= self.sets(table)?.update(set, &before, &after)?;
         }
         Ok(purged)
     }

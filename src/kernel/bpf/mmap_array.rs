@@ -6,7 +6,7 @@
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use anyhow::{ensure, Context, Result};
 use libbpf_rs::{MapCore, MapHandle};
@@ -159,5 +159,20 @@ impl<T: Pod> PodArray<T> {
     pub fn set(&self, i: usize, v: &T) {
         // SAFETY: as in `get`.
         unsafe { std::ptr::write_volatile(self.at(i), *v) }
+    }
+
+    /// The 8 bytes at `offset` of element `i`, as one word: for the fields
+    /// the program reads and writes in one access, and for writing an
+    /// element in the order the program expects.
+    pub fn word(&self, i: usize, offset: usize) -> &AtomicU64 {
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= size_of::<T>(),
+            "word at byte {offset} of a {}-byte element",
+            size_of::<T>()
+        );
+        // SAFETY: inside element i (checked above and in `at`), 8-byte
+        // aligned (elements are, and so is the offset); shared with the
+        // program for as long as self lives, hence an atomic.
+        unsafe { &*self.at(i).cast::<u8>().add(offset).cast::<AtomicU64>() }
     }
 }
