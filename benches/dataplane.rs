@@ -97,9 +97,13 @@ fn main() {
 }
 
 fn run() -> Result<()> {
+    let all = affinity()?;
     let cpu = pin_to_current_cpu()?;
     dataplane_section(cpu)?;
     println!();
+    // an apply runs on every CPU it may (its ring builds are parallel), as
+    // the daemon does
+    set_affinity(&all)?;
     control_plane_section()?;
     Ok(())
 }
@@ -584,11 +588,29 @@ fn pin_to_current_cpu() -> Result<usize> {
         );
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut set);
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-        }
+        set_affinity(&set)?;
         Ok(cpu as usize)
     }
+}
+
+/// The CPUs this thread may run on.
+fn affinity() -> Result<libc::cpu_set_t> {
+    // SAFETY: fills a zeroed, owned cpu_set_t of the size given.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+        }
+        Ok(set)
+    }
+}
+
+fn set_affinity(set: &libc::cpu_set_t) -> Result<()> {
+    // SAFETY: reads a cpu_set_t of the size given.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) } != 0 {
+        bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.

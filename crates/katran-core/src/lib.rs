@@ -20,6 +20,7 @@ pub mod hash;
 pub mod health;
 pub mod maglev;
 pub mod model;
+pub mod parallel;
 pub mod plan;
 pub mod snapshot;
 pub mod store;

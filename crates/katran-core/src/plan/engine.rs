@@ -12,11 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use super::{changes, Change, Plan};
 use crate::hash::real_hash;
 use crate::maglev::{self, Endpoint};
 use crate::model::{State, Vip, VipKey};
+use crate::parallel;
 use crate::snapshot::Snapshot;
 use crate::store::{BackendRecord, MapStore, RealRecord, VipRecord, Write};
 
@@ -232,39 +234,51 @@ fn check_lists(
 }
 
 /// The ring every desired VIP should have, by the real indices it will
-/// use. VIPs with the same reals and weights share one build.
+/// use. VIPs with the same reals and weights share one build; the builds
+/// run in parallel (see `parallel`).
 fn expected_rings(
     want: &State,
     index: &BTreeMap<IpAddr, u32>,
     ring_size: u32,
-) -> BTreeMap<VipKey, std::rc::Rc<Vec<u32>>> {
-    let mut cache: HashMap<Vec<(u32, u32)>, std::rc::Rc<Vec<u32>>> = HashMap::new();
-    let mut out = BTreeMap::new();
-    for v in &want.vips {
-        let members: Vec<(u32, u32)> = v
+) -> BTreeMap<VipKey, Rc<Vec<u32>>> {
+    // each VIP's (real index, weight) list, and the first VIP of each
+    // distinct list, which builds the ring for all of them
+    let members: Vec<Vec<(u32, u32)>> = want
+        .vips
+        .iter()
+        .map(|v| {
+            v.reals
+                .iter()
+                .map(|b| (index[&b.addr], want.ring_weight(&v.key, b)))
+                .collect()
+        })
+        .collect();
+    let mut build_of: HashMap<&[(u32, u32)], usize> = HashMap::new();
+    let mut builders: Vec<&Vip> = Vec::new();
+    for (v, m) in want.vips.iter().zip(&members) {
+        build_of.entry(m).or_insert_with(|| {
+            builders.push(v);
+            builders.len() - 1
+        });
+    }
+    let built = parallel::map(&builders, |v| {
+        let endpoints: Vec<Endpoint> = v
             .reals
             .iter()
-            .map(|b| (index[&b.addr], want.ring_weight(&v.key, b)))
-            .collect();
-        let ring = cache
-            .entry(members)
-            .or_insert_with_key(|m| {
-                let endpoints: Vec<Endpoint> = v
-                    .reals
-                    .iter()
-                    .zip(m)
-                    .map(|(b, (id, weight))| Endpoint {
-                        id: *id,
-                        hash: real_hash(b.addr),
-                        weight: *weight,
-                    })
-                    .collect();
-                std::rc::Rc::new(maglev::build(want.ring, &endpoints, ring_size))
+            .map(|b| Endpoint {
+                id: index[&b.addr],
+                hash: real_hash(b.addr),
+                weight: want.ring_weight(&v.key, b),
             })
-            .clone();
-        out.insert(v.key, ring);
-    }
-    out
+            .collect();
+        maglev::build(want.ring, &endpoints, ring_size)
+    });
+    let built: Vec<Rc<Vec<u32>>> = built.into_iter().map(Rc::new).collect();
+    want.vips
+        .iter()
+        .zip(&members)
+        .map(|(v, m)| (v.key, built[build_of[m.as_slice()]].clone()))
+        .collect()
 }
 
 /// The map writes, in commit order: invalidate the inactive generation,
@@ -278,7 +292,7 @@ fn writes(
     gen: u8,
     nums: &BTreeMap<VipKey, u32>,
     index: &BTreeMap<IpAddr, u32>,
-    rings: &BTreeMap<VipKey, std::rc::Rc<Vec<u32>>>,
+    rings: &BTreeMap<VipKey, Rc<Vec<u32>>>,
     live_vips: &BTreeMap<VipKey, VipRecord>,
 ) -> anyhow::Result<Vec<Write>> {
     let g = gen as usize;
