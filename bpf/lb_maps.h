@@ -166,10 +166,12 @@ struct {
 	__type(value, struct conn_meta);
 } conn_meta SEC(".maps");
 
-/* ...and the table CPUs without one share (see enum conn_layout). */
+/* ...and the table CPUs without one share (see enum conn_layout), also
+ * memory-mappable: user space writes a way as the program does. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* sets */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct conn_set);
 } conn_shared SEC(".maps");

@@ -402,13 +402,22 @@ fn during_a_replacement_unknown_flows_follow_the_old_ring() {
 
 #[test]
 fn writing_a_set_leaves_what_the_program_wrote_since_it_was_read() {
-    let Some((dp, _)) = load("per-CPU sets: written way by way", 1024) else {
-        return;
-    };
+    if let Some((dp, _)) = load("per-CPU sets: written way by way", 1024) {
+        program_writes_survive(&dp, ConnTable::PerCpu);
+    }
+    if let Some(dp) = load_shared("shared sets: written way by way", 64) {
+        program_writes_survive(&dp, ConnTable::Shared);
+    }
+}
+
+/// User space reads set 0 of `table` (the first copy: CPU 0's, or the
+/// shared one's only), means to drop one flow and add another, while the
+/// program fills two ways meanwhile: both of the program's stay.
+fn program_writes_survive(dp: &Dataplane, table: ConnTable) {
     let store = dp.store().unwrap();
-    let sets = store.sets(ConnTable::PerCpu).unwrap();
+    let sets = store.sets(table).unwrap();
     let Sets::Flat { array, .. } = &sets else {
-        panic!("this build's per-CPU tables are not one mapped array");
+        panic!("this build's {table:?} table is not a mapped array");
     };
     let way = |key, real, tag| types::conn_way {
         entry: types::conn_entry {
@@ -419,7 +428,7 @@ fn writing_a_set_leaves_what_the_program_wrote_since_it_was_read() {
         key,
     };
     let (a, b, c, d) = (tcp_key(1), tcp_key(2), tcp_key(3), tcp_key(4));
-    // CPU 0's set 0 (element 0) holds a in way 0
+    // element 0 holds a in way 0
     let empty = sets.read(0).unwrap().unwrap();
     let mut with_a = empty.clone();
     with_a[0].way[0] = way(a, 3, 7);
@@ -438,17 +447,17 @@ fn writing_a_set_leaves_what_the_program_wrote_since_it_was_read() {
     assert_eq!(
         sets.update(0, &read, &want).unwrap(),
         1,
-        "one way was the program's since the read"
+        "{table:?}: one way was the program's since the read"
     );
     let now = sets.read(0).unwrap().unwrap();
-    assert_eq!(conn_set::find(&now[0], &a, 7), None, "a was dropped");
-    assert_eq!(conn_set::find(&now[0], &b, 8), Some(4), "the program's b");
-    assert_eq!(conn_set::find(&now[0], &d, 10), Some(6), "the program's d");
+    assert_eq!(conn_set::find(&now[0], &a, 7), None, "{table:?}: a dropped");
+    assert_eq!(conn_set::find(&now[0], &b, 8), Some(4), "{table:?}: b kept");
     assert_eq!(
-        conn_set::find(&now[0], &c, 9),
-        None,
-        "c over the program's b"
+        conn_set::find(&now[0], &d, 10),
+        Some(6),
+        "{table:?}: d kept"
     );
+    assert_eq!(conn_set::find(&now[0], &c, 9), None, "{table:?}: c over b");
 }
 
 #[test]

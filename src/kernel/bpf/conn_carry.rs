@@ -122,6 +122,8 @@ pub enum Tables {
         flat: Option<PodArray<types::conn_set>>,
         meta: types::conn_meta,
         shared: MapHandle,
+        /// `shared` mapped, when it can be (this build).
+        shared_flat: Option<PodArray<types::conn_set>>,
     },
     SetsLru {
         cpus: Vec<u32>,
@@ -205,12 +207,14 @@ impl Tables {
             } else {
                 None
             };
+            let shared_flat = PodArray::map_if_mmapable(&shared).context("mapping conn_shared")?;
             return Ok(Tables::Sets {
                 cpus,
                 sets,
                 flat,
                 meta,
                 shared,
+                shared_flat,
             });
         }
         if dir.join("conn_tables").exists() {
@@ -302,6 +306,7 @@ impl Tables {
                 flat,
                 meta,
                 shared,
+                shared_flat,
             } => {
                 let own = match flat {
                     Some(array) => Sets::Flat {
@@ -311,7 +316,7 @@ impl Tables {
                     None => Sets::PerCpu(sets),
                 };
                 per_cpu(own.nsets(), |i| own.read(i), cpus, used, &mut out)?;
-                let shared = Sets::Shared(shared);
+                let shared = Sets::shared(shared_flat.as_ref(), shared);
                 for idx in 0..shared.nsets() {
                     for set in shared.read(idx)?.unwrap_or_default() {
                         out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
@@ -436,6 +441,7 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
         flat: Some(array),
         meta,
         shared,
+        shared_flat: Some(mapped),
         ..
     } = t
     else {
@@ -445,7 +451,7 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
         array,
         nsets: meta.nsets,
     };
-    let shared = Sets::Shared(shared);
+    let shared = Sets::shared(Some(mapped), shared);
     let mut c = Carried::default();
     // entries grouped by (table, set): one read and one write per set
     let mut by_set: BTreeMap<(ConnTable, u32), Vec<Item>> = BTreeMap::new();

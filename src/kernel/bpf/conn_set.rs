@@ -34,8 +34,8 @@ impl ConnTable {
 
 /// Where the sets of one table live, as user space reaches them.
 pub enum Sets<'a> {
-    /// This build's per-CPU tables: one mapped array, CPU c's set i at
-    /// `c * nsets + i`.
+    /// This build's tables, mapped: the per-CPU ones in one array, CPU c's
+    /// set i at `c * nsets + i`; the shared one (one copy of each set).
     Flat {
         array: &'a PodArray<types::conn_set>,
         nsets: u32,
@@ -43,11 +43,23 @@ pub enum Sets<'a> {
     /// An older build's per-CPU array (a copy of each set per CPU), read to
     /// be replaced.
     PerCpu(&'a MapHandle),
-    /// The shared table.
+    /// An older build's shared table, not mappable.
     Shared(&'a MapHandle),
 }
 
-impl Sets<'_> {
+impl<'a> Sets<'a> {
+    /// A shared table's sets: through its mapping when it has one (one copy
+    /// of each set), else by system call.
+    pub fn shared(mapped: Option<&'a PodArray<types::conn_set>>, map: &'a MapHandle) -> Sets<'a> {
+        match mapped {
+            Some(array) => Sets::Flat {
+                array,
+                nsets: array.len() as u32,
+            },
+            None => Sets::Shared(map),
+        }
+    }
+
     /// Set `idx`: one copy per CPU of the per-CPU tables, the one copy of
     /// the shared table; `None` past the last set.
     pub fn read(&self, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
@@ -72,19 +84,18 @@ impl Sets<'_> {
     /// real from a half-written way. Returns the ways left as the program
     /// left them.
     ///
-    /// This build's per-CPU tables are written way by way through their
-    /// mapping, as the program writes a way: its {real, tag} word cleared,
-    /// then key and age, then the word. The word is swapped only from what
-    /// `before` says: a way the program changed since then (a flow it
-    /// inserted meanwhile) is left to it, and the other ways of the set are
-    /// not touched at all.
+    /// This build's tables are written way by way through their mapping,
+    /// as the program writes a way: its {real, tag} word cleared, then key
+    /// and age, then the word. The word is swapped only from what `before`
+    /// says: a way the program changed since then (a flow it inserted
+    /// meanwhile) is left to it, and the other ways of the set are not
+    /// touched at all.
     ///
-    /// An older build's per-CPU array and the shared table are written by
-    /// system call, whole sets, whose copy may reach a reading CPU in
-    /// pieces: first with every changed way under a tag no flow has (see
-    /// `masked`), then as `after`. A flow the program inserts into the set
-    /// between `read` and this is lost again (its next packet is a table
-    /// miss).
+    /// An older build's tables are written by system call, whole sets,
+    /// whose copy may reach a reading CPU in pieces: first with every
+    /// changed way under a tag no flow has (see `masked`), then as `after`.
+    /// A flow the program inserts into the set between `read` and this is
+    /// lost again (its next packet is a table miss).
     pub fn update(
         &self,
         idx: u32,

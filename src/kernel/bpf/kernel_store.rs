@@ -309,6 +309,9 @@ pub struct KernelStore {
     /// kernel maps every page at once, and most users of a store never
     /// look at a connection).
     conn: OnceCell<PodArray<types::conn_set>>,
+    /// `conn_shared` mapped on first use likewise; `None` inside when it is
+    /// an older build's array, which cannot be mapped.
+    shared: OnceCell<Option<PodArray<types::conn_set>>>,
 }
 
 impl KernelStore {
@@ -335,6 +338,7 @@ impl KernelStore {
             ring,
             conn_nsets,
             conn: OnceCell::new(),
+            shared: OnceCell::new(),
         })
     }
 
@@ -515,7 +519,17 @@ impl KernelStore {
                 Sets::Flat { array, nsets }
             }
             (ConnTable::PerCpu, None) => Sets::PerCpu(&self.maps.conn_sets),
-            (ConnTable::Shared, _) => Sets::Shared(&self.maps.conn_shared),
+            (ConnTable::Shared, _) => {
+                let mapped = match self.shared.get() {
+                    Some(m) => m,
+                    None => {
+                        let m = PodArray::map_if_mmapable(&self.maps.conn_shared)
+                            .context("mapping conn_shared")?;
+                        self.shared.get_or_init(|| m)
+                    }
+                };
+                Sets::shared(mapped.as_ref(), &self.maps.conn_shared)
+            }
         })
     }
 
