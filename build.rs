@@ -17,12 +17,6 @@ fn main() {
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
 
     println!("cargo:rerun-if-changed=bpf");
-    // The version `katran --version` says: the package's, unless a packager
-    // builds another (packaging/build-deb.sh VERSION sets KATRAN_VERSION).
-    println!("cargo:rerun-if-env-changed=KATRAN_VERSION");
-    let version = env::var("KATRAN_VERSION")
-        .unwrap_or_else(|_| env::var("CARGO_PKG_VERSION").expect("set by cargo"));
-    println!("cargo:rustc-env=KATRAN_VERSION={version}");
     // Extra clang arguments, for test builds whose stamp must differ
     // (packaging/test-deb.sh builds a "previous" package with
     // -DKATRAN_BUILD_TAG=1).

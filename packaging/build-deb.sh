@@ -37,7 +37,8 @@ epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 deb="$out/katran_${version}_${arch}.deb"
 
 say "cargo build --release"
-# the binary says the package's version (build.rs reads KATRAN_VERSION)
+# the binary says the package's version (src/main.rs reads KATRAN_VERSION;
+# only the binary is rebuilt for it, not the library)
 KATRAN_VERSION=$version cargo build --release --locked --bin katran >&2
 bin="$target/release/katran"
 

@@ -18,6 +18,23 @@ pub mod config {
 
 pub mod apply;
 pub mod cli;
+
+/// The version this binary says it is: the package's, unless the binary
+/// named another at start (`set_version`): a packager's build
+/// (packaging/build-deb.sh sets KATRAN_VERSION, which only `src/main.rs`
+/// reads, so another version rebuilds only the binary, not this library).
+pub fn version() -> &'static str {
+    VERSION.get().copied().unwrap_or(env!("CARGO_PKG_VERSION"))
+}
+
+/// Names the version once, before anything asks (`src/main.rs`).
+pub fn set_version(v: &'static str) {
+    // a second call keeps the first version: there is one binary
+    let _ = VERSION.set(v);
+}
+
+static VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 pub mod daemon;
 pub mod files;
 pub mod kernel;

@@ -99,7 +99,7 @@ fn without_hidden_commands(cmd: clap::Command) -> clap::Command {
         .args(cmd.get_arguments().cloned())
         .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
     if cmd.get_version().is_some() {
-        out = out.version(env!("CARGO_PKG_VERSION"));
+        out = out.version(crate::version());
     }
     if let Some(about) = cmd.get_about() {
         out = out.about(about.clone());

@@ -74,7 +74,7 @@ const EXIT_CHANGES: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(
     name = "katran",
-    version = env!("KATRAN_VERSION"),
+    version = crate::version(),
     about = "A layer-4 XDP load balancer driven by one TOML file"
 )]
 pub struct Cli {

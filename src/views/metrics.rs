@@ -74,10 +74,7 @@ fn register_build_info(reg: &mut Registry, dataplane: &str) {
         "build_info",
         "Always 1: katran's version and the build stamp of the pinned dataplane",
         vec![(
-            labels(&[
-                ("version", env!("KATRAN_VERSION")),
-                ("dataplane", dataplane),
-            ]),
+            labels(&[("version", crate::version()), ("dataplane", dataplane)]),
             1,
         )],
     );
