@@ -308,13 +308,7 @@ impl Tables {
                 shared,
                 shared_flat,
             } => {
-                let own = match flat {
-                    Some(array) => Sets::Flat {
-                        array,
-                        nsets: meta.nsets,
-                    },
-                    None => Sets::PerCpu(sets),
-                };
+                let own = Sets::per_cpu(flat.as_ref(), meta.nsets, sets);
                 per_cpu(own.nsets(), |i| own.read(i), cpus, used, &mut out)?;
                 let shared = Sets::shared(shared_flat.as_ref(), shared);
                 for idx in 0..shared.nsets() {
@@ -438,20 +432,17 @@ type Item = (Option<Vec<u32>>, types::flow_key, u32, u32, u32);
 pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result<Carried> {
     let Tables::Sets {
         cpus,
-        flat: Some(array),
+        sets,
+        flat: flat @ Some(_),
         meta,
         shared,
-        shared_flat: Some(mapped),
-        ..
+        shared_flat: shared_flat @ Some(_),
     } = t
     else {
         bail!("connections are only written in this build's layout");
     };
-    let per_cpu = Sets::Flat {
-        array,
-        nsets: meta.nsets,
-    };
-    let shared = Sets::shared(Some(mapped), shared);
+    let per_cpu = Sets::per_cpu(flat.as_ref(), meta.nsets, sets);
+    let shared = Sets::shared(shared_flat.as_ref(), shared);
     let mut c = Carried::default();
     // entries grouped by (table, set): one read and one write per set
     let mut by_set: BTreeMap<(ConnTable, u32), Vec<Item>> = BTreeMap::new();

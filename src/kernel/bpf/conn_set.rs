@@ -48,6 +48,19 @@ pub enum Sets<'a> {
 }
 
 impl<'a> Sets<'a> {
+    /// Per-CPU tables of `nsets` sets each: through their mapping when they
+    /// have one, else an older build's per-CPU array.
+    pub fn per_cpu(
+        mapped: Option<&'a PodArray<types::conn_set>>,
+        nsets: u32,
+        map: &'a MapHandle,
+    ) -> Sets<'a> {
+        match mapped {
+            Some(array) => Sets::Flat { array, nsets },
+            None => Sets::PerCpu(map),
+        }
+    }
+
     /// A shared table's sets: through its mapping when it has one (one copy
     /// of each set), else by system call.
     pub fn shared(mapped: Option<&'a PodArray<types::conn_set>>, map: &'a MapHandle) -> Sets<'a> {
