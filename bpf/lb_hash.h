@@ -111,12 +111,16 @@ INLINE __u32 vip_cache_slot(const struct vip_key *k)
 	return ((x ^ w[4]) * (__u32)VIP_FILTER_MULT) >> (32 - VIP_CACHE_LOG2);
 }
 
+/* The odd multiplier of conn_hash's final mix (katran-core's conn_hash::MIX). */
+#define CONN_HASH_MIX 0x9e3779b97f4a7c15ull
+
 /* A flow's hash in the connection tables: its top bits choose the set, all
  * of it is the entry's tag. Multiply-shift over the flow's nine words with
- * keys drawn at load, so nobody outside can aim flows at one set
- * (katran-core's conn_hash.rs says why this hash; `abi::conn_hash` computes
- * the same). An IPv4 flow's other address words are zero, so their terms
- * are left out. */
+ * keys drawn at load, so nobody outside can aim flows at one set, then one
+ * xor-shift and multiply, so flows whose ports step evenly do not fold onto
+ * a few sets (katran-core's conn_hash.rs says why this hash; `abi::conn_hash`
+ * computes the same). An IPv4 flow's other address words are zero, so their
+ * terms are left out. */
 INLINE __u32 conn_hash(const struct flow_key *f, int v6)
 {
 	__u64 ports = (__u32)f->sport | ((__u32)f->dport << 16);
@@ -127,7 +131,7 @@ INLINE __u32 conn_hash(const struct flow_key *f, int v6)
 		h += conn_keys[2] * f->src[1] + conn_keys[3] * f->src[2] +
 		     conn_keys[4] * f->src[3] + conn_keys[6] * f->dst[1] +
 		     conn_keys[7] * f->dst[2] + conn_keys[8] * f->dst[3];
-	return h >> 32;
+	return ((h ^ (h >> 32)) * CONN_HASH_MIX) >> 32;
 }
 
 /* Words are the packet's bytes read as little-endian integers, as Katran
