@@ -125,6 +125,8 @@ fn table_counters(tb: &Testbed) -> String {
         ("MISS_TCP_SYN", lb_stat::STAT_CONN_MISS_TCP_SYN),
         ("MISS_TCP_NONSYN", lb_stat::STAT_CONN_MISS_TCP_NONSYN),
         ("FALLBACK_TABLE", lb_stat::STAT_FALLBACK_TABLE),
+        ("EVICTED", lb_stat::STAT_CONN_EVICTED),
+        ("RATE_LIMITED", lb_stat::STAT_CONN_RATE_LIMITED),
     ]
     .iter()
     .map(|(name, stat)| {
