@@ -228,7 +228,7 @@ _Static_assert(_Alignof(struct conn_entry) == 8, "conn_entry's word must be one 
  * inserts it again), and no reader takes a real from a half-written way.
  */
 enum conn_layout {
-	CONN_WAYS = 4,
+	CONN_WAYS = 8,
 	CONN_CLOCK_SHIFT = 20, /* entry ages count units of 2^20 ns (about 1 ms) */
 };
 

@@ -172,7 +172,8 @@ check "purged: package unknown to dpkg" bash -c \
 # "Previous" packages, each built from its own commit, so the upgrade crosses
 # a change of map layout as a real one does: f57be17, the last release
 # before dataplane stamps and set-associative tables (per-CPU LRU hashes),
-# and 04b4073, the last with LRU hashes for the shared table. Where the
+# 04b4073, the last with LRU hashes for the shared table, and 14c291b, the
+# last with sets of 4 ways. Where the
 # history is not there (a shallow clone), the same source built with a tag
 # that changes the BPF object stands in (its stamp differs, its layout does
 # not), and the check says which.
@@ -224,5 +225,6 @@ upgrade_from() {
 }
 upgrade_from f57be179906559df2bda3b5651dc45bdf1460b79
 upgrade_from 04b4073456f9e31bb5d0dcca8f70803974df0dc7
+upgrade_from 14c291b1222e584765b85468369c04b7fe6dec77
 
 finish

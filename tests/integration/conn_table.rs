@@ -149,20 +149,21 @@ fn udp_entries_expire() {
 
 #[test]
 fn a_full_set_evicts_an_unused_entry_and_counts_it() {
-    // four entries: one set of four ways
-    let Some((dp, stats)) = load("per-CPU table: eviction", 4) else {
+    // as many entries as a set has ways: one set
+    let ways = types::conn_layout::CONN_WAYS.0 as u16;
+    let Some((dp, stats)) = load("per-CPU table: eviction", u32::from(ways)) else {
         return;
     };
     apply(&mut dp.store().unwrap(), &state(4)).unwrap();
     let syn = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_SYN);
     let ack = |port| tcp((CLIENT, port), (VIP_TCP, 80), TCP_ACK);
-    for port in 1001..=1004 {
+    for port in 1001..=1000 + ways {
         send(&dp, &syn(port));
     }
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_EVICTED), 0);
     send(&dp, &ack(1001)); // used since: survives the next eviction
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 1);
-    send(&dp, &syn(1005)); // the set is full: evicts 1002, the first unused
+    send(&dp, &syn(1001 + ways)); // the set is full: evicts 1002, the first unused
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_EVICTED), 1);
     send(&dp, &ack(1001));
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 2);
@@ -287,7 +288,7 @@ fn a_cpu_without_a_table_of_its_own_uses_the_shared_one() {
     assert_eq!(stat(&stats, lb_stat::STAT_CONN_HIT), 1);
     let store = dp.store().unwrap();
     let shared = store.conn_nsets(ConnTable::Shared);
-    assert_eq!(shared, 16);
+    assert_eq!(shared, 64 / types::conn_layout::CONN_WAYS.0);
     let mut in_shared = 0;
     store
         .each_set_of(ConnTable::Shared, |_, sets| {

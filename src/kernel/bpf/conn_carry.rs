@@ -6,11 +6,13 @@
 //! the two dataplanes number their reals independently.
 //!
 //! Layouts read:
-//! - *sets* (this build): set-associative arrays, per CPU (`conn_sets`, with
-//!   `conn_cpus` and `conn_meta`) and shared (`conn_shared`), whose entries
-//!   carry a tag and an age in 2^20 ns units; `conn_sets` is one plain array
-//!   of every CPU's table, or (the builds before) a per-CPU array of the
-//!   same sets;
+//! - *sets* (this build): set-associative arrays of 8 ways, per CPU
+//!   (`conn_sets`, one plain array of every CPU's table, with `conn_cpus`
+//!   and `conn_meta`) and shared (`conn_shared`), whose entries carry a tag
+//!   and an age in 2^20 ns units;
+//! - *sets of 4* (the builds before): the same ways, 4 to a set;
+//!   `conn_sets` a plain array as above or (earlier) a per-CPU array of
+//!   the sets, read by system call: they are only read, once;
 //! - *sets with LRU hashes* (the builds before it): per-CPU sets whose ways
 //!   held the key first and a 64-bit age in ns, and a shared table of two
 //!   LRU hashes, IPv4 (`conn_fallback4`, 16-byte keys) and IPv6
@@ -79,6 +81,13 @@ struct OldSet {
     way: [OldWay; 4],
 }
 
+/// A set of the builds with tagged ways, 4 of them.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Set4 {
+    way: [types::conn_way; 4],
+}
+
 /// The shared IPv4 key of the builds with LRU hashes.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -96,8 +105,10 @@ unsafe impl Pod for OldEntry {}
 unsafe impl Pod for OldWay {}
 unsafe impl Pod for OldSet {}
 unsafe impl Pod for OldKey4 {}
+unsafe impl Pod for Set4 {}
 const _: () = assert!(size_of::<OldEntry>() == 16 && size_of::<OldWay>() == 56);
 const _: () = assert!(size_of::<OldSet>() == 224 && size_of::<OldKey4>() == 16);
+const _: () = assert!(size_of::<Set4>() == 224 && size_of::<types::conn_way>() == 56);
 
 impl OldKey4 {
     fn flow_key(&self) -> types::flow_key {
@@ -124,6 +135,12 @@ pub enum Tables {
         shared: MapHandle,
         /// `shared` mapped, when it can be (this build).
         shared_flat: Option<PodArray<types::conn_set>>,
+    },
+    Sets4 {
+        cpus: Vec<u32>,
+        sets: MapHandle,
+        nsets: u32,
+        shared: MapHandle,
     },
     SetsLru {
         cpus: Vec<u32>,
@@ -155,6 +172,17 @@ fn u32_of(v: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(v).ok().map(u32::from_ne_bytes)
 }
 
+/// The `conn_meta` of the dataplane pinned in `dir`.
+fn conn_meta(dir: &Path) -> Result<types::conn_meta> {
+    let meta = open(dir, "conn_meta")?
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading conn_meta")?
+        .and_then(|v| from_bytes::<types::conn_meta>(&v))
+        .context("conn_meta is empty")?;
+    ensure!(meta.nsets > 0, "conn_meta records no sets");
+    Ok(meta)
+}
+
 /// CPUs marked in a `conn_cpus` array.
 fn own_cpus(conn_cpus: &MapHandle) -> Result<Vec<u32>> {
     let mut cpus = Vec::new();
@@ -176,6 +204,17 @@ impl Tables {
         if dir.join("conn_sets").exists() {
             let cpus = own_cpus(&open(dir, "conn_cpus")?)?;
             let sets = open(dir, "conn_sets")?;
+            if dir.join("conn_shared").exists() && sets.value_size() as usize == size_of::<Set4>() {
+                let shared = open(dir, "conn_shared")?;
+                sized(&shared, 4, size_of::<Set4>(), "shared table")?;
+                let nsets = conn_meta(dir)?.nsets;
+                return Ok(Tables::Sets4 {
+                    cpus,
+                    sets,
+                    nsets,
+                    shared,
+                });
+            }
             sized(&sets, 4, CONN_SET, "per-CPU table")?;
             if !dir.join("conn_shared").exists() {
                 let shared4 = open(dir, "conn_fallback4")?;
@@ -196,12 +235,7 @@ impl Tables {
             }
             let shared = open(dir, "conn_shared")?;
             sized(&shared, 4, CONN_SET, "shared table")?;
-            let meta = open(dir, "conn_meta")?
-                .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
-                .context("reading conn_meta")?
-                .and_then(|v| from_bytes::<types::conn_meta>(&v))
-                .context("conn_meta is empty")?;
-            ensure!(meta.nsets > 0, "conn_meta records no sets");
+            let meta = conn_meta(dir)?;
             let flat = if sets.map_type() == MapType::Array {
                 Some(PodArray::map(&sets).context("mapping conn_sets")?)
             } else {
@@ -292,13 +326,13 @@ impl Tables {
             }
             Ok(())
         }
-        fn used(set: &types::conn_set) -> Vec<(types::flow_key, u32, u64)> {
-            set.way
-                .iter()
+        fn tagged(ways: &[types::conn_way]) -> Vec<(types::flow_key, u32, u64)> {
+            ways.iter()
                 .filter(|w| w.entry.real != 0)
                 .map(|w| (w.key, w.entry.real, conn_set::age_ns(w.entry.atime)))
                 .collect()
         }
+        let used = |set: &types::conn_set| tagged(&set.way);
         match self {
             Tables::Sets {
                 cpus,
@@ -314,6 +348,39 @@ impl Tables {
                 for idx in 0..shared.nsets() {
                     for set in shared.read(idx)?.unwrap_or_default() {
                         out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
+                    }
+                }
+            }
+            Tables::Sets4 {
+                cpus,
+                sets,
+                nsets,
+                shared,
+            } => {
+                let set4 = |map: &MapHandle, idx: u32| -> Result<Option<Set4>> {
+                    Ok(map
+                        .lookup(&idx.to_ne_bytes(), MapFlags::ANY)?
+                        .and_then(|v| from_bytes::<Set4>(&v)))
+                };
+                let used4 = |set: &Set4| tagged(&set.way);
+                if sets.map_type() == MapType::PercpuArray {
+                    let read = |i: u32| percpu::copies::<Set4>(sets, i);
+                    per_cpu(sets.max_entries(), read, cpus, used4, &mut out)?;
+                } else {
+                    // CPU c's set i at c * nsets + i; CPUs past the array
+                    // read as empty
+                    let copies = sets.max_entries() / nsets;
+                    let read = |i: u32| -> Result<Option<Vec<Set4>>> {
+                        (0..copies)
+                            .map(|c| Ok(set4(sets, c * nsets + i)?.unwrap_or_default()))
+                            .collect::<Result<Vec<_>>>()
+                            .map(Some)
+                    };
+                    per_cpu(*nsets, read, cpus, used4, &mut out)?;
+                }
+                for idx in 0..shared.max_entries() {
+                    if let Some(set) = set4(shared, idx).context("reading a shared set")? {
+                        out.extend(used4(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
                     }
                 }
             }

@@ -368,9 +368,10 @@ mod tests {
         assert_eq!(find(&set, &a, 8), None);
         assert_eq!(find(&set, &b, 7), None);
         assert_eq!(place(&mut set, &a, 7, 5, 0), Placed::Present);
-        for p in 2..=4 {
+        let ways = types::conn_layout::CONN_WAYS.0 as u16;
+        for p in 2..=ways {
             assert_eq!(place(&mut set, &key(p), p.into(), 1, 0), Placed::Written);
         }
-        assert_eq!(place(&mut set, &key(9), 9, 1, 0), Placed::Full);
+        assert_eq!(place(&mut set, &key(99), 99, 1, 0), Placed::Full);
     }
 }

@@ -111,9 +111,9 @@ impl Builder {
         let options = LoadOptions {
             max_vips: 8,
             max_reals: 64,
-            // sized as the README advises: with the 400 sessions of the
-            // MQTT tests in 4,096 entries, one load in twenty puts five of
-            // them in one set of four ways, and one is evicted
+            // sized as the README advises: the MQTT tests keep 400
+            // sessions, which 4,096 entries in sets of 4 ways evicted from
+            // in about one load in twenty
             conn_table_size: 65536,
             fallback_table_size: 4096,
             ..LoadOptions::default()

@@ -12,7 +12,7 @@ use crate::config::Settings;
 /// Ways per set of a connection table, per-CPU or shared (`CONN_WAYS` in
 /// bpf/lb_types.h; the build checks they agree): a table holds
 /// `conn_table_size` rounded down to whole sets.
-pub const CONN_WAYS: u32 = 4;
+pub const CONN_WAYS: u32 = 8;
 
 /// What is fixed when a dataplane is loaded: changing any of it needs a new
 /// dataplane, not a map update.
