@@ -215,8 +215,8 @@ impl Tables {
                     shared,
                 });
             }
-            sized(&sets, 4, CONN_SET, "per-CPU table")?;
             if !dir.join("conn_shared").exists() {
+                sized(&sets, 4, size_of::<OldSet>(), "per-CPU table")?;
                 let shared4 = open(dir, "conn_fallback4")?;
                 let shared6 = open(dir, "conn_fallback")?;
                 sized(
@@ -233,6 +233,7 @@ impl Tables {
                     shared6,
                 });
             }
+            sized(&sets, 4, CONN_SET, "per-CPU table")?;
             let shared = open(dir, "conn_shared")?;
             sized(&shared, 4, CONN_SET, "shared table")?;
             let meta = conn_meta(dir)?;
