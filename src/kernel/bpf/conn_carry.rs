@@ -8,8 +8,8 @@
 //! Layouts read:
 //! - *sets* (this build): set-associative arrays of 8 ways, per CPU
 //!   (`conn_sets`, one plain array of every CPU's table, with `conn_cpus`
-//!   and `conn_meta`) and shared (`conn_shared`), whose entries carry a tag
-//!   and an age in 2^20 ns units;
+//!   and `conn_meta`) and shared (`conn_shared`), both memory-mapped, whose
+//!   entries carry a tag and an age in 2^20 ns units;
 //! - *sets of 4* (the builds before): the same ways, 4 to a set;
 //!   `conn_sets` a plain array as above or (earlier) a per-CPU array of
 //!   the sets, read by system call: they are only read, once;
@@ -128,13 +128,11 @@ pub enum Tables {
     Sets {
         /// CPUs with a table of their own.
         cpus: Vec<u32>,
-        sets: MapHandle,
-        /// `sets` mapped, when it is one plain array (this build).
-        flat: Option<PodArray<types::conn_set>>,
+        /// `conn_sets` mapped: every CPU's table in one array.
+        sets: PodArray<types::conn_set>,
         meta: types::conn_meta,
-        shared: MapHandle,
-        /// `shared` mapped, when it can be (this build).
-        shared_flat: Option<PodArray<types::conn_set>>,
+        /// `conn_shared` mapped.
+        shared: PodArray<types::conn_set>,
     },
     Sets4 {
         cpus: Vec<u32>,
@@ -236,20 +234,11 @@ impl Tables {
             sized(&sets, 4, CONN_SET, "per-CPU table")?;
             let shared = open(dir, "conn_shared")?;
             sized(&shared, 4, CONN_SET, "shared table")?;
-            let meta = conn_meta(dir)?;
-            let flat = if sets.map_type() == MapType::Array {
-                Some(PodArray::map(&sets).context("mapping conn_sets")?)
-            } else {
-                None
-            };
-            let shared_flat = PodArray::map_if_mmapable(&shared).context("mapping conn_shared")?;
             return Ok(Tables::Sets {
                 cpus,
-                sets,
-                flat,
-                meta,
-                shared,
-                shared_flat,
+                sets: PodArray::map(&sets).context("mapping conn_sets")?,
+                meta: conn_meta(dir)?,
+                shared: PodArray::map(&shared).context("mapping conn_shared")?,
             });
         }
         if dir.join("conn_tables").exists() {
@@ -338,16 +327,14 @@ impl Tables {
             Tables::Sets {
                 cpus,
                 sets,
-                flat,
                 meta,
                 shared,
-                shared_flat,
             } => {
-                let own = Sets::per_cpu(flat.as_ref(), meta.nsets, sets);
-                per_cpu(own.nsets(), |i| own.read(i), cpus, used, &mut out)?;
-                let shared = Sets::shared(shared_flat.as_ref(), shared);
+                let own = Sets::per_cpu(sets, meta.nsets);
+                per_cpu(own.nsets(), |i| Ok(own.read(i)), cpus, used, &mut out)?;
+                let shared = Sets::shared(shared);
                 for idx in 0..shared.nsets() {
-                    for set in shared.read(idx)?.unwrap_or_default() {
+                    for set in shared.read(idx).unwrap_or_default() {
                         out.extend(used(&set).into_iter().map(|(k, r, a)| (None, k, r, a)));
                     }
                 }
@@ -501,16 +488,14 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
     let Tables::Sets {
         cpus,
         sets,
-        flat: flat @ Some(_),
         meta,
         shared,
-        shared_flat: shared_flat @ Some(_),
     } = t
     else {
         bail!("connections are only written in this build's layout");
     };
-    let per_cpu = Sets::per_cpu(flat.as_ref(), meta.nsets, sets);
-    let shared = Sets::shared(shared_flat.as_ref(), shared);
+    let per_cpu = Sets::per_cpu(sets, meta.nsets);
+    let shared = Sets::shared(shared);
     let mut c = Carried::default();
     // entries grouped by (table, set): one read and one write per set
     let mut by_set: BTreeMap<(ConnTable, u32), Vec<Item>> = BTreeMap::new();
@@ -548,7 +533,7 @@ pub fn write(t: &Tables, conns: &[Conn], index: &HashMap<IpAddr, u32>) -> Result
             ConnTable::Shared => &shared,
         };
         let before = sets
-            .read(idx)?
+            .read(idx)
             .with_context(|| format!("no set {idx} in a connection table"))?;
         let mut copies = before.clone();
         for (targets, k, tag, real, age) in &items {

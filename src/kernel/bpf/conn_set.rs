@@ -6,12 +6,10 @@
 
 use std::sync::atomic::Ordering;
 
-use anyhow::{ensure, Context, Result};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use anyhow::{ensure, Result};
 
-use super::abi::{self, bytes, from_bytes, types};
+use super::abi::{self, bytes, types};
 use super::mmap_array::PodArray;
-use super::percpu;
 
 /// The two kinds of connection table (see `enum conn_layout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,64 +30,42 @@ impl ConnTable {
     }
 }
 
-/// Where the sets of one table live, as user space reaches them.
-pub enum Sets<'a> {
-    /// This build's tables, mapped: the per-CPU ones in one array, CPU c's
-    /// set i at `c * nsets + i`; the shared one (one copy of each set).
-    Flat {
-        array: &'a PodArray<types::conn_set>,
-        nsets: u32,
-    },
-    /// An older build's per-CPU array (a copy of each set per CPU), read to
-    /// be replaced.
-    PerCpu(&'a MapHandle),
-    /// An older build's shared table, not mappable.
-    Shared(&'a MapHandle),
+/// The sets of one table, through its mapping (both tables are
+/// memory-mappable arrays): the per-CPU tables in one array, CPU c's set i
+/// at `c * nsets + i`; the shared table one copy of each set.
+pub struct Sets<'a> {
+    array: &'a PodArray<types::conn_set>,
+    nsets: u32,
 }
 
 impl<'a> Sets<'a> {
-    /// Per-CPU tables of `nsets` sets each: through their mapping when they
-    /// have one, else an older build's per-CPU array.
-    pub fn per_cpu(
-        mapped: Option<&'a PodArray<types::conn_set>>,
-        nsets: u32,
-        map: &'a MapHandle,
-    ) -> Sets<'a> {
-        match mapped {
-            Some(array) => Sets::Flat { array, nsets },
-            None => Sets::PerCpu(map),
+    /// Per-CPU tables of `nsets` sets each.
+    pub fn per_cpu(array: &'a PodArray<types::conn_set>, nsets: u32) -> Sets<'a> {
+        Sets { array, nsets }
+    }
+
+    /// The shared table's sets.
+    pub fn shared(array: &'a PodArray<types::conn_set>) -> Sets<'a> {
+        Sets {
+            array,
+            nsets: array.len() as u32,
         }
     }
 
-    /// A shared table's sets: through its mapping when it has one (one copy
-    /// of each set), else by system call.
-    pub fn shared(mapped: Option<&'a PodArray<types::conn_set>>, map: &'a MapHandle) -> Sets<'a> {
-        match mapped {
-            Some(array) => Sets::Flat {
-                array,
-                nsets: array.len() as u32,
-            },
-            None => Sets::Shared(map),
-        }
+    /// The mapped array itself (tests write into it as the program would).
+    pub fn array(&self) -> &'a PodArray<types::conn_set> {
+        self.array
     }
 
     /// Set `idx`: one copy per CPU of the per-CPU tables, the one copy of
     /// the shared table; `None` past the last set.
-    pub fn read(&self, idx: u32) -> Result<Option<Vec<types::conn_set>>> {
-        match self {
-            Sets::Flat { array, nsets } => Ok((idx < *nsets).then(|| {
-                (idx as usize..array.len())
-                    .step_by(*nsets as usize)
-                    .map(|i| array.get(i))
-                    .collect()
-            })),
-            Sets::PerCpu(map) => percpu::copies::<types::conn_set>(*map, idx),
-            Sets::Shared(map) => Ok(map
-                .lookup(&idx.to_ne_bytes(), MapFlags::ANY)?
-                .and_then(|v| from_bytes::<types::conn_set>(&v))
-                .map(|s| vec![s])),
-        }
-        .context("reading a connection-table set")
+    pub fn read(&self, idx: u32) -> Option<Vec<types::conn_set>> {
+        (idx < self.nsets).then(|| {
+            (idx as usize..self.array.len())
+                .step_by(self.nsets as usize)
+                .map(|i| self.array.get(i))
+                .collect()
+        })
     }
 
     /// Changes set `idx` from `before` (as `read` gave it) to `after`, one
@@ -97,18 +73,11 @@ impl<'a> Sets<'a> {
     /// real from a half-written way. Returns the ways left as the program
     /// left them.
     ///
-    /// This build's tables are written way by way through their mapping,
-    /// as the program writes a way: its {real, tag} word cleared, then key
-    /// and age, then the word. The word is swapped only from what `before`
-    /// says: a way the program changed since then (a flow it inserted
-    /// meanwhile) is left to it, and the other ways of the set are not
-    /// touched at all.
-    ///
-    /// An older build's tables are written by system call, whole sets,
-    /// whose copy may reach a reading CPU in pieces: first with every
-    /// changed way under a tag no flow has (see `masked`), then as `after`.
-    /// A flow the program inserts into the set between `read` and this is
-    /// lost again (its next packet is a table miss).
+    /// Ways are written through the mapping as the program writes a way:
+    /// its {real, tag} word cleared, then key and age, then the word. The
+    /// word is swapped only from what `before` says: a way the program
+    /// changed since then (a flow it inserted meanwhile) is left to it, and
+    /// the other ways of the set are not touched at all.
     pub fn update(
         &self,
         idx: u32,
@@ -121,51 +90,21 @@ impl<'a> Sets<'a> {
             before.len(),
             after.len()
         );
-        let key = idx.to_ne_bytes();
-        let masked = || -> Vec<types::conn_set> {
-            before
-                .iter()
-                .zip(after)
-                .map(|(b, a)| masked(b, a))
-                .collect()
-        };
-        let written: Result<usize> = match self {
-            Sets::Flat { array, nsets } => {
-                let places = (idx as usize..array.len()).step_by(*nsets as usize);
-                let mut left = 0;
-                for (i, (b, a)) in places.zip(before.iter().zip(after)) {
-                    for (w, (old, new)) in b.way.iter().zip(&a.way).enumerate() {
-                        if bytes(old) != bytes(new) && !swap_way(array, i, w, old, new) {
-                            left += 1;
-                        }
-                    }
+        let places = (idx as usize..self.array.len()).step_by(self.nsets as usize);
+        let mut left = 0;
+        for (i, (b, a)) in places.zip(before.iter().zip(after)) {
+            for (w, (old, new)) in b.way.iter().zip(&a.way).enumerate() {
+                if bytes(old) != bytes(new) && !swap_way(self.array, i, w, old, new) {
+                    left += 1;
                 }
-                Ok(left)
             }
-            Sets::PerCpu(map) => {
-                for v in [&masked(), after] {
-                    let out: Vec<Vec<u8>> = v.iter().map(|s| bytes(s).to_vec()).collect();
-                    map.update_percpu(&key, &out, MapFlags::ANY)?;
-                }
-                Ok(0)
-            }
-            Sets::Shared(map) => {
-                for v in [&masked(), after] {
-                    let set = v.first().context("no set to write")?;
-                    map.update(&key, bytes(set), MapFlags::ANY)?;
-                }
-                Ok(0)
-            }
-        };
-        written.context("writing a connection-table set")
+        }
+        Ok(left)
     }
 
     /// Sets in each table.
     pub fn nsets(&self) -> u32 {
-        match self {
-            Sets::Flat { nsets, .. } => *nsets,
-            Sets::PerCpu(map) | Sets::Shared(map) => map.max_entries(),
-        }
+        self.nsets
     }
 }
 
@@ -244,26 +183,6 @@ pub fn place(
     Placed::Written
 }
 
-/// `after` with every way that differs from `before` under a tag no flow
-/// has (the tag of what it holds after, or of what it held before when it
-/// is emptied, inverted): the first of the two whole-set writes of
-/// `Sets::update`. A way being filled has its real and key in place before
-/// its tag is right; a way being emptied names its old real, which no live
-/// generation does, under a tag nobody has, before its real goes.
-fn masked(before: &types::conn_set, after: &types::conn_set) -> types::conn_set {
-    let mut out = *after;
-    for (w, old) in out.way.iter_mut().zip(&before.way) {
-        if bytes(w) == bytes(old) {
-            continue;
-        }
-        if w.entry.real == 0 {
-            *w = *old;
-        }
-        w.entry.tag = !w.entry.tag;
-    }
-    out
-}
-
 /// Bytes of a way, and where its parts start: the entry's {real, tag} word,
 /// then its age and flags, then the key.
 const WAY: usize = size_of::<types::conn_way>();
@@ -337,25 +256,6 @@ mod tests {
             proto: 6,
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn a_masked_set_matches_no_flow_it_changes() {
-        let mut before = types::conn_set::default();
-        place(&mut before, &key(1), 1, 3, 0);
-        place(&mut before, &key(2), 2, 4, 0);
-        let mut after = before;
-        place(&mut after, &key(3), 3, 5, 0);
-        after.way[0] = types::conn_way::default();
-        let m = masked(&before, &after);
-        // emptied: its old real, under a tag nobody has
-        assert_eq!((m.way[0].entry.real, m.way[0].entry.tag), (3, !1));
-        assert_eq!(find(&m, &key(1), 1), None);
-        // untouched
-        assert_eq!(find(&m, &key(2), 2), Some(4));
-        // filled: real and key in place, tag not yet
-        assert_eq!(find(&m, &key(3), 3), None);
-        assert_eq!(find(&m, &key(3), !3), Some(5));
     }
 
     #[test]

@@ -107,27 +107,15 @@ pub const MAP_SPECS: &[(&str, MapType, usize, usize)] = &[
     ),
 ];
 
-/// Value sizes of older builds' maps that this one still reads: `lb_gen`
-/// held the generation alone (4 bytes) before the filter's front joined it,
-/// and the generation is still its first word. Such a dataplane is only
-/// read, to be replaced.
-const LEGACY_VALUE_SIZES: &[(&str, usize)] = &[("lb_gen", 4)];
-
-/// Map types of older builds' maps that this one still reads: the per-CPU
-/// connection tables were a per-CPU array (the same sets, a copy per CPU)
-/// before they became one plain array.
-const LEGACY_TYPES: &[(&str, MapType)] = &[("conn_sets", MapType::PercpuArray)];
-
 fn check(handle: &MapHandle, name: &str) -> Result<()> {
     let (_, ty, k, v) = MAP_SPECS
         .iter()
         .find(|s| s.0 == name)
         .with_context(|| format!("unknown map {name}"))?;
-    let value = handle.value_size() as usize;
-    let legacy = LEGACY_VALUE_SIZES.contains(&(name, value));
-    let ty_ok = handle.map_type() == *ty || LEGACY_TYPES.contains(&(name, handle.map_type()));
     ensure!(
-        ty_ok && handle.key_size() as usize == *k && (value == *v || legacy),
+        handle.map_type() == *ty
+            && handle.key_size() as usize == *k
+            && handle.value_size() as usize == *v,
         "map {name} is a {:?} with {}-byte keys and {}-byte values; this katran expects {:?}, {k}, {v} \
          (left by a different version? `katran down` removes it)",
         handle.map_type(),
@@ -302,16 +290,14 @@ pub struct KernelStore {
     pub maps: Maps,
     limits: Limits,
     ring: U32Array,
-    /// Sets per CPU of `conn_sets` when it is one plain array; `None` for
-    /// an older build's per-CPU array (see LEGACY_TYPES).
-    conn_nsets: Option<u32>,
+    /// Sets per CPU of `conn_sets`.
+    conn_nsets: u32,
     /// `conn_sets` mapped, once something reads or writes its sets (the
     /// kernel maps every page at once, and most users of a store never
     /// look at a connection).
     conn: OnceCell<PodArray<types::conn_set>>,
-    /// `conn_shared` mapped on first use likewise; `None` inside when it is
-    /// an older build's array, which cannot be mapped.
-    shared: OnceCell<Option<PodArray<types::conn_set>>>,
+    /// `conn_shared` mapped on first use likewise.
+    shared: OnceCell<PodArray<types::conn_set>>,
 }
 
 impl KernelStore {
@@ -319,19 +305,15 @@ impl KernelStore {
     pub fn new(maps: Maps) -> Result<KernelStore> {
         let limits = maps.limits()?;
         let ring = U32Array::map(&maps.rings).context("mapping the rings")?;
-        let conn_nsets = if maps.conn_sets.map_type() == MapType::Array {
-            let meta = get::<types::conn_meta>(&maps.conn_meta, &0u32.to_ne_bytes())?
-                .context("reading conn_meta")?;
-            let sets = maps.conn_sets.max_entries();
-            ensure!(
-                meta.nsets > 0 && sets.is_multiple_of(meta.nsets),
-                "conn_sets holds {sets} sets, not a whole number of tables of {}",
-                meta.nsets
-            );
-            Some(meta.nsets)
-        } else {
-            None
-        };
+        let meta = get::<types::conn_meta>(&maps.conn_meta, &0u32.to_ne_bytes())?
+            .context("reading conn_meta")?;
+        let sets = maps.conn_sets.max_entries();
+        ensure!(
+            meta.nsets > 0 && sets.is_multiple_of(meta.nsets),
+            "conn_sets holds {sets} sets, not a whole number of tables of {}",
+            meta.nsets
+        );
+        let conn_nsets = meta.nsets;
         Ok(KernelStore {
             maps,
             limits,
@@ -440,27 +422,18 @@ impl KernelStore {
         Ok(false)
     }
 
-    /// `lb_gen`'s value (an older build's holds the generation alone).
+    /// `lb_gen`'s value.
     fn lb_gen(&self) -> Result<types::lb_gen> {
-        let mut v = self
-            .maps
-            .lb_gen
-            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .context("reading lb_gen")?
-            .unwrap_or_default();
-        // an older build's value is the generation alone: the rest reads as 0
-        v.resize(v.len().max(size_of::<types::lb_gen>()), 0);
-        from_bytes(&v).context("lb_gen holds no value")
+        get::<types::lb_gen>(&self.maps.lb_gen, &0u32.to_ne_bytes())?
+            .context("lb_gen holds no value")
     }
 
     /// Writes `lb_gen` whole, in one update: only the applier writes it,
     /// under the apply lock, and a packet sees each byte before or after.
     fn write_lb_gen(&mut self, g: &types::lb_gen) -> Result<()> {
-        let all = bytes(g);
-        let value = &all[..(self.maps.lb_gen.value_size() as usize).min(all.len())];
         self.maps
             .lb_gen
-            .update(&0u32.to_ne_bytes(), value, MapFlags::ANY)
+            .update(&0u32.to_ne_bytes(), bytes(g), MapFlags::ANY)
             .context("writing lb_gen")
     }
 
@@ -498,38 +471,28 @@ impl KernelStore {
 
     /// Sets in each table of kind `table`.
     pub fn conn_nsets(&self, table: ConnTable) -> u32 {
-        match (table, self.conn_nsets) {
-            (ConnTable::PerCpu, Some(nsets)) => nsets,
-            (ConnTable::PerCpu, None) => self.maps.conn_sets.max_entries(),
-            (ConnTable::Shared, _) => self.maps.conn_shared.max_entries(),
+        match table {
+            ConnTable::PerCpu => self.conn_nsets,
+            ConnTable::Shared => self.maps.conn_shared.max_entries(),
         }
     }
 
     /// The sets of the tables of kind `table`.
     pub fn sets(&self, table: ConnTable) -> Result<Sets<'_>> {
-        Ok(match (table, self.conn_nsets) {
-            (ConnTable::PerCpu, Some(nsets)) => {
-                let array = match self.conn.get() {
-                    Some(a) => a,
-                    None => {
-                        let a = PodArray::map(&self.maps.conn_sets).context("mapping conn_sets")?;
-                        self.conn.get_or_init(|| a)
-                    }
-                };
-                Sets::Flat { array, nsets }
+        let (cell, map, name) = match table {
+            ConnTable::PerCpu => (&self.conn, &self.maps.conn_sets, "mapping conn_sets"),
+            ConnTable::Shared => (&self.shared, &self.maps.conn_shared, "mapping conn_shared"),
+        };
+        let array = match cell.get() {
+            Some(a) => a,
+            None => {
+                let a = PodArray::map(map).context(name)?;
+                cell.get_or_init(|| a)
             }
-            (ConnTable::PerCpu, None) => Sets::PerCpu(&self.maps.conn_sets),
-            (ConnTable::Shared, _) => {
-                let mapped = match self.shared.get() {
-                    Some(m) => m,
-                    None => {
-                        let m = PodArray::map_if_mmapable(&self.maps.conn_shared)
-                            .context("mapping conn_shared")?;
-                        self.shared.get_or_init(|| m)
-                    }
-                };
-                Sets::shared(mapped.as_ref(), &self.maps.conn_shared)
-            }
+        };
+        Ok(match table {
+            ConnTable::PerCpu => Sets::per_cpu(array, self.conn_nsets),
+            ConnTable::Shared => Sets::shared(array),
         })
     }
 
@@ -564,7 +527,7 @@ impl KernelStore {
     ) -> Result<()> {
         let all = self.sets(table)?;
         for idx in 0..all.nsets() {
-            if let Some(sets) = all.read(idx)? {
+            if let Some(sets) = all.read(idx) {
                 f(idx, &sets);
             }
         }
@@ -581,7 +544,7 @@ impl KernelStore {
         for table in tables {
             let sets = self.sets(table)?;
             let slot = conn_set::slot(key, meta.seed, sets.nsets());
-            let copies = sets.read(slot.set)?.unwrap_or_default();
+            let copies = sets.read(slot.set).unwrap_or_default();
             if let Some(real) = copies.iter().find_map(|s| conn_set::find(s, key, slot.tag)) {
                 return Ok(Some(real));
             }

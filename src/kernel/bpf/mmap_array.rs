@@ -130,16 +130,6 @@ impl<T: Pod> PodArray<T> {
         })
     }
 
-    /// `map`, when `handle` is memory-mappable; `None` for an array that
-    /// is not (an older build's), reached by system calls instead.
-    pub fn map_if_mmapable(handle: &MapHandle) -> Result<Option<PodArray<T>>> {
-        let info = handle.info().context("reading a map's flags")?;
-        if info.info.map_flags & libbpf_rs::libbpf_sys::BPF_F_MMAPABLE == 0 {
-            return Ok(None);
-        }
-        PodArray::map(handle).map(Some)
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
