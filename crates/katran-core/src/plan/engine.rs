@@ -254,21 +254,22 @@ fn expected_rings(
         })
         .collect();
     let mut build_of: HashMap<&[(u32, u32)], usize> = HashMap::new();
-    let mut builders: Vec<&Vip> = Vec::new();
+    let mut builders: Vec<(&Vip, &[(u32, u32)])> = Vec::new();
     for (v, m) in want.vips.iter().zip(&members) {
         build_of.entry(m).or_insert_with(|| {
-            builders.push(v);
+            builders.push((v, m));
             builders.len() - 1
         });
     }
-    let built = parallel::map(&builders, |v| {
+    let built = parallel::map(&builders, |&(v, m)| {
         let endpoints: Vec<Endpoint> = v
             .reals
             .iter()
-            .map(|b| Endpoint {
-                id: index[&b.addr],
+            .zip(m)
+            .map(|(b, &(id, weight))| Endpoint {
+                id,
                 hash: real_hash(b.addr),
-                weight: want.ring_weight(&v.key, b),
+                weight,
             })
             .collect();
         maglev::build(want.ring, &endpoints, ring_size)
