@@ -33,6 +33,19 @@ INLINE int is_vip_addr(const struct pkt *p, __u32 gen)
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
+/* Sets a VIP key's last word (port, protocol, scope) with one store: written
+ * field by field and then read as a word by vip_cache_slot(), it cost a
+ * failed store-to-load forward on every packet (the CPU cannot merge
+ * several narrower stores into one wider load). */
+INLINE void set_key_tail(struct vip_key *vk, __be16 port, __u8 proto, __u8 scope)
+{
+	struct vip_key k = { .port = port, .proto = proto, .scope = scope };
+	__u32 w;
+
+	__builtin_memcpy(&w, &k.port, sizeof(w));
+	__builtin_memcpy(&vk->port, &w, sizeof(w));
+}
+
 /* The VIP entry for `vk`: from its cache slot when that holds it, else from
  * the `vips` hash when the whole VIP filter lets the packet's address
  * through. */
@@ -203,12 +216,10 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	}
 
 	__builtin_memcpy(vk.addr, p.flow.dst, sizeof(vk.addr));
-	vk.port = p.flow.dport;
-	vk.proto = p.flow.proto;
-	vk.scope = key_scope(&p, gen);
+	set_key_tail(&vk, p.flow.dport, p.flow.proto, key_scope(&p, gen));
 	found = find_vip(&vk, &p);
 	if (!found) {
-		vk.port = 0;
+		set_key_tail(&vk, 0, p.flow.proto, key_scope(&p, gen));
 		found = find_vip(&vk, &p);
 		if (!found)
 			return XDP_PASS;
