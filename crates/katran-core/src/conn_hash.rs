@@ -14,9 +14,10 @@
 //! each word, so flows whose ports step evenly (a client's consecutive
 //! source ports) land on an arithmetic progression, and under some keys a
 //! progression folds onto a few sets: 22 of 400 such flows in one set of a
-//! 1024-set table, where a set holds 4. The sum is therefore mixed before
-//! its upper half is taken (`(s ^ s >> 32) * MIX`, one more multiply),
-//! which leaves such flows spread as random ones are.
+//! 1024-set table, whose sets then held 4 ways (now 8, `CONN_WAYS`). The
+//! sum is therefore mixed before its upper half is taken
+//! (`(s ^ s >> 32) * MIX`, one more multiply), which leaves such flows
+//! spread as random ones are.
 //! The words are the flow's: source and destination address (four words
 //! each, the protocol xored into the destination's first, which only ever
 //! names a VIP) and the two ports. An IPv4 flow's other address words are
@@ -122,11 +123,12 @@ mod tests {
     fn consecutive_source_ports_do_not_crowd_a_set() {
         // One client opening 400 connections from consecutive ports (as an
         // MQTT client pool or a NAT does), ports in network byte order as
-        // the dataplane reads them, a table of 1024 sets of 4 ways. Hashed
-        // at random, the fullest set holds at most 7 of them under any of
-        // these seeds; a hash linear in the port word puts a whole
-        // arithmetic progression in a few sets under some seeds, and 5 flows
-        // in a set of 4 ways evict each other whatever the table's fill.
+        // the dataplane reads them, a table of 1024 sets. Hashed at random,
+        // the fullest set holds at most 7 of them under any of these seeds;
+        // a hash linear in the port word puts a whole arithmetic progression
+        // in a few sets under some seeds (22 flows in one), and more flows
+        // than a set has ways (CONN_WAYS, 8) evict each other whatever the
+        // table's fill.
         let nbo = |p: u32| (p & 0xff) << 8 | p >> 8;
         let mut worst = (0, 0);
         for seed in 0..1000 {
