@@ -25,6 +25,8 @@
 
 #[path = "dataplane/katran.rs"]
 mod katran_side;
+#[path = "dataplane/spacer.rs"]
+mod spacer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -42,15 +44,17 @@ use katran::maglev::{ring_v1, ring_v2, Endpoint};
 use katran::model::{Backend, MacAddr, Proto, RingKind, State, Vip, VipFlags, VipKey};
 use katran_side::{Katran, Lru};
 use libbpf_rs::MapHandle;
+use spacer::{Rng, Spacer};
 
 const WARMUP: usize = 1_000;
 const RUNS: usize = 20_000;
 /// Each table layout is loaded this many times, fresh maps for both
-/// programs each time, and its RUNS split between the loads: where the
-/// kernel places the maps moves a path's time by up to 10% from one load
-/// to the next (for Katran as for ours), and pooling a few placements
-/// measures the programs rather than one placement.
-const PLACEMENTS: usize = 4;
+/// programs each time, each program's code moved by a spacer of its own
+/// (see `dataplane/spacer.rs`), and its RUNS split between the loads: where
+/// the kernel places the maps and the code moves a path's time by up to 20%
+/// from one load to the next (for Katran as for ours), and pooling several
+/// placements measures the programs rather than one placement.
+const PLACEMENTS: usize = 8;
 /// Katran built with a new-flow limit no benchmark reaches, so that every
 /// SYN is inserted as ours are (its README says why).
 const KATRAN_OBJECT: &str = "balancer-norate.bpf.o";
@@ -669,12 +673,15 @@ fn dataplane_section(cpu: usize) -> Result<()> {
     let mut flow_no = 0;
     let mut results: Vec<Case> = Vec::new();
     let started = Instant::now();
-    // `cases` on PLACEMENTS fresh loads of both programs, the runs split
-    // between them.
+    let mut rng = Rng::from_clock();
+    // `cases` on PLACEMENTS fresh loads of both programs, each after a
+    // spacer of its own, the runs split between them.
     let mut measure_placed =
         |tables: Tables, tag: &str, cases: &mut [Case], expect: &[Expect]| -> Result<()> {
             for _ in 0..PLACEMENTS {
+                let _moves_ours = Spacer::load(&mut rng)?;
                 let ours = load_ours(tables, &dir, None)?;
+                let _moves_katran = Spacer::load(&mut rng)?;
                 let katran = load_katran(tables, KATRAN_OBJECT, tag)?;
                 Session {
                     ours: &ours,
@@ -744,7 +751,9 @@ fn dataplane_section(cpu: usize) -> Result<()> {
     // are over it; Katran's default build is taken over its limit before
     // each measured block (see measure_flood).
     {
+        let _moves_ours = Spacer::load(&mut rng)?;
         let ours = load_ours(Tables::PerCpu, &dir, Some(1))?;
+        let _moves_katran = Spacer::load(&mut rng)?;
         let katran = load_katran(Tables::PerCpu, KATRAN_DEFAULT_OBJECT, "flood")?;
         let mut case = Case::new("SYN flood (over max_conn_rate)", syn, true, XDP_TX);
         let stats = ours.maps()?.stats;
