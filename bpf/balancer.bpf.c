@@ -12,10 +12,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-INLINE __u32 active_gen(void)
+/* The active generation, from the entry maybe_vip() read when it did. */
+INLINE __u32 active_gen(const struct pkt *p)
 {
 	__u32 zero = 0;
-	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
+	struct lb_gen *g = p->lg ?: bpf_map_lookup_elem(&lb_gen, &zero);
 
 	return g ? (g->gen & 1) : 0;
 }
@@ -46,6 +47,17 @@ INLINE void set_key_tail(struct vip_key *vk, __be16 port, __u8 proto, __u8 scope
 	__builtin_memcpy(&vk->port, &w, sizeof(w));
 }
 
+/* Whether two VIP keys are equal, compared as two 8-byte words and one
+ * 4-byte word: both are 8-byte aligned (a slot starts its array value, and
+ * the caller's key is declared so). */
+INLINE int same_vip(const struct vip_key *a, const struct vip_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	_Static_assert(sizeof(*a) == 20, "a VIP key is an address and one word");
+	return x[0] == y[0] && x[1] == y[1] && *(const __u32 *)(x + 2) == *(const __u32 *)(y + 2);
+}
+
 /* The VIP entry for `vk`: from its cache slot when that holds it, else from
  * the `vips` hash when the whole VIP filter lets the packet's address
  * through. */
@@ -53,13 +65,9 @@ INLINE struct vip_meta *find_vip(const struct vip_key *vk, const struct pkt *p)
 {
 	__u32 slot = vip_cache_slot(vk);
 	struct vip_slot *s = bpf_map_lookup_elem(&vip_cache, &slot);
-	const __u32 *a = (const __u32 *)vk, *b;
 
-	if (s) {
-		b = (const __u32 *)&s->key;
-		if (a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4])
-			return &s->meta;
-	}
+	if (s && same_vip(vk, &s->key))
+		return &s->meta;
 	if (!in_vip_filter(p))
 		return NULL;
 	return bpf_map_lookup_elem(&vips, vk);
@@ -108,15 +116,38 @@ INLINE struct real_def *chosen(struct pkt *p, __u32 idx)
 	return idx ? bpf_map_lookup_elem(&reals, &idx) : NULL;
 }
 
+/* The real a server id in the packet names, or 0: a QUIC connection id
+ * (UDP), or the TCP server id option. Counted either way. */
+INLINE __u32 id_routed(struct xdp_md *ctx, const struct pkt *p, int tcp, const struct lb_ctl *ctl,
+                       __u32 gen)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u32 id, real;
+
+	if (!tcp) {
+		id = quic_server_id(data, data_end, p);
+		real = server_id_real(id, gen);
+		bump(p, real ? STAT_QUIC_CID_ROUTED
+		        : id ? STAT_QUIC_CID_UNKNOWN
+		             : STAT_QUIC_CH_ROUTED);
+		return real;
+	}
+	real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
+	bump(p, real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
+	return real;
+}
+
 /* Real for a VIP flow (its index in p->real), or NULL when the VIP has
  * none. Each path looks the real up once. */
 INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const struct vip_meta *vip,
                                     const struct lb_ctl *ctl, __u32 gen)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	int tcp = p->flow.proto == IPPROTO_TCP;
 	int syn = tcp && (p->tcp_flags & TCPF_SYN_BIT);
 	int table = !(vip->flags & VIP_NO_CONN_TABLE);
+	/* a QUIC VIP's UDP packets, and with the option on TCP packets past
+	 * the SYN, are routed by the server id they carry, when they do */
+	int by_id = tcp ? !syn && (ctl->features & FEAT_TCP_SERVER_ID) : vip->flags & VIP_QUIC;
 	struct conn_loc loc = {};
 	__u32 real = 0;
 
@@ -128,21 +159,13 @@ INLINE struct real_def *select_real(struct xdp_md *ctx, struct pkt *p, const str
 	if (table)
 		loc = conn_locate(p);
 
-	if ((vip->flags & VIP_QUIC) && !tcp) {
-		__u32 id = quic_server_id(data, data_end, p);
-
-		real = server_id_real(id, gen);
-		bump(p, real ? STAT_QUIC_CID_ROUTED
-		        : id ? STAT_QUIC_CID_UNKNOWN
-		             : STAT_QUIC_CH_ROUTED);
-	} else if (unlikely(tcp && !syn && (ctl->features & FEAT_TCP_SERVER_ID))) {
-		real = server_id_real(tcp_server_id(data, data_end, p, ctl->tcp_sid_kind), gen);
-		bump(p, real ? STAT_TCP_SID_ROUTED : STAT_TCP_SID_MISS);
-	}
-	if (real) {
-		if (table)
-			conn_note(loc, p, real, ctl);
-		return chosen(p, real);
+	if (by_id) {
+		real = id_routed(ctx, p, tcp, ctl, gen);
+		if (real) {
+			if (table)
+				conn_note(loc, p, real, ctl);
+			return chosen(p, real);
+		}
 	}
 
 	if (table && !syn) {
@@ -186,7 +209,9 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	struct ethhdr *eth = data;
 	enum parsed what = PARSED_OTHER;
 	struct pkt p = { .cnt = cnt };
-	struct vip_key vk = {};
+	/* every byte written before it is read: not zeroed on the way of
+	 * packets that never get that far */
+	struct vip_key vk __attribute__((aligned(8)));
 	struct vip_meta *found, vip;
 	struct lb_ctl *ctl;
 	struct real_def *real;
@@ -206,7 +231,7 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	if (what == PARSED_OTHER)
 		return XDP_PASS;
 
-	gen = active_gen();
+	gen = active_gen(&p);
 	if (unlikely(what == PARSED_REJECT))
 		return is_vip_addr(&p, gen) ? drop(p.reject) : XDP_PASS;
 	if (unlikely(what == PARSED_ECHO)) {
@@ -231,7 +256,9 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	ctl = bpf_map_lookup_elem(&lb_ctl, &gen);
 	if (unlikely(!ctl))
 		return drop(STAT_DROP_NO_CTL);
-	if (unlikely(ctl->max_frame_len && data_end - data > ctl->max_frame_len))
+	/* max_frame_len && len > max_frame_len, in one compare: a limit of 0
+	 * wraps to the largest value */
+	if (unlikely((__u32)ctl->max_frame_len - 1 < (__u32)(data_end - data) - 1))
 		return drop(STAT_DROP_TOO_BIG);
 
 	p.orig_sport = p.flow.sport;

@@ -64,6 +64,7 @@ struct pkt {
 	__u16 ip_end;            /* frame offset where the (outer) IP packet ends */
 	__u8 reject;             /* enum lb_stat: not forwardable (options, fragment) */
 	struct lb_counters *cnt; /* this CPU's counters, looked up once per packet */
+	struct lb_gen *lg;       /* the generation, kept by maybe_vip() (NULL before) */
 };
 
 #define TCPF_RST_BIT 0x04

@@ -75,9 +75,12 @@ INLINE struct conn_loc conn_locate(const struct pkt *p)
 
 	if (!shared_table_only) {
 		if (own_table()) {
-			/* this CPU's table, then the flow's set in it */
-			idx = bpf_get_smp_processor_id() * conn_nsets +
-			      (((__u64)loc.tag * conn_nsets) >> 32);
+			/* this CPU's table, then the flow's set in it:
+			 * cpu * conn_nsets + (tag * conn_nsets >> 32), in one
+			 * multiply */
+			__u64 at = ((__u64)bpf_get_smp_processor_id() << 32) | loc.tag;
+
+			idx = (at * conn_nsets) >> 32;
 			loc.set = bpf_map_lookup_elem(&conn_sets, &idx);
 			/* keeps the compiler from merging the two lookups into
 			 * one call with the map in a register, which the
@@ -92,12 +95,17 @@ INLINE struct conn_loc conn_locate(const struct pkt *p)
 	return loc;
 }
 
+/* Compared in 8-byte words, half the loads and branches of 4-byte ones:
+ * both keys sit at 8-byte aligned offsets (the start of `struct pkt`, and
+ * after the 8-byte aligned `conn_entry` in a way), and the padding is
+ * zero in both (the packet's key is zeroed whole, and stored whole). */
 INLINE int same_flow(const struct flow_key *a, const struct flow_key *b)
 {
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
 
+	_Static_assert(sizeof(*a) % 8 == 0, "flow keys compare in 8-byte words");
 #pragma unroll
-	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+	for (int i = 0; i < (int)(sizeof(*a) / 8); i++)
 		if (x[i] != y[i])
 			return 0;
 	return 1;

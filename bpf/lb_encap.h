@@ -209,7 +209,7 @@ INLINE void copy_mac(__u8 *dst, const __u8 *src)
 
 /* Grow the frame by `room` bytes at the front and write the new Ethernet
  * header; returns the new data pointer or NULL. */
-INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 eth_proto)
+INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __be16 eth_proto)
 {
 	void *data, *data_end;
 	struct ethhdr *eth, *old;
@@ -224,7 +224,7 @@ INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __u16 
 		return NULL;
 	copy_mac(eth->h_source, old->h_dest);
 	copy_mac(eth->h_dest, ctl->gw_mac);
-	eth->h_proto = bpf_htons(eth_proto);
+	eth->h_proto = eth_proto;
 	return data;
 }
 
@@ -250,7 +250,7 @@ OUT_OF_LINE int encap_gue(struct xdp_md *ctx, const struct pkt *p, const struct 
 	outer_v6 = real->flags & REAL_V6;
 	len = inner_len(p);
 	room = (outer_v6 ? IP6_LEN : IP4_LEN) + sizeof(struct udphdr);
-	data = grow(ctx, room, ctl, outer_v6 ? ETH_P_IPV6 : ETH_P_IP);
+	data = grow(ctx, room, ctl, outer_v6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP));
 	if (unlikely(!data))
 		return drop(STAT_DROP_ENCAP);
 	data_end = (void *)(long)ctx->data_end;
@@ -287,7 +287,8 @@ INLINE int encap(struct xdp_md *ctx, const struct pkt *p, const struct real_def 
 
 	if (unlikely(ctl->features & FEAT_GUE))
 		return encap_gue(ctx, p, real, ctl);
-	data = grow(ctx, outer_v6 ? IP6_LEN : IP4_LEN, ctl, outer_v6 ? ETH_P_IPV6 : ETH_P_IP);
+	data = grow(ctx, outer_v6 ? IP6_LEN : IP4_LEN, ctl,
+	            outer_v6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP));
 	if (unlikely(!data))
 		return drop(STAT_DROP_ENCAP);
 	data_end = (void *)(long)ctx->data_end;
