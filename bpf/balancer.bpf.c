@@ -58,12 +58,13 @@ INLINE int same_vip(const struct vip_key *a, const struct vip_key *b)
 	return x[0] == y[0] && x[1] == y[1] && *(const __u32 *)(x + 2) == *(const __u32 *)(y + 2);
 }
 
-/* The VIP entry for `vk`: from its cache slot when that holds it, else from
- * the `vips` hash when the whole VIP filter lets the packet's address
- * through. */
+/* The VIP entry for `vk` (whose address is the packet's destination): from
+ * its cache slot when that holds it, else from the `vips` hash when the
+ * whole VIP filter lets the packet's address through. A slot taken from a
+ * stale `dst_mix` only misses the cache. */
 INLINE struct vip_meta *find_vip(const struct vip_key *vk, const struct pkt *p)
 {
-	__u32 slot = vip_cache_slot(vk);
+	__u32 slot = vip_cache_slot(vk, p->dst_mix);
 	struct vip_slot *s = bpf_map_lookup_elem(&vip_cache, &slot);
 
 	if (s && same_vip(vk, &s->key))

@@ -63,6 +63,7 @@ struct pkt {
 	__u16 l4_off;            /* frame offset of the (quoted) transport header */
 	__u16 ip_end;            /* frame offset where the (outer) IP packet ends */
 	__u8 reject;             /* enum lb_stat: not forwardable (options, fragment) */
+	__u32 dst_mix;           /* vip_addr_mix(flow.dst), kept by maybe_vip() (0 before) */
 	struct lb_counters *cnt; /* this CPU's counters, looked up once per packet */
 	struct lb_gen *lg;       /* the generation, kept by maybe_vip() (NULL before) */
 };

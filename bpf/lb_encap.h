@@ -224,7 +224,8 @@ INLINE void *grow(struct xdp_md *ctx, int room, const struct lb_ctl *ctl, __be16
 		return NULL;
 	copy_mac(eth->h_source, old->h_dest);
 	copy_mac(eth->h_dest, ctl->gw_mac);
-	eth->h_proto = eth_proto;
+	/* struct ethhdr is packed: a field store would be two byte stores */
+	*(__be16 *)((void *)eth + offsetof(struct ethhdr, h_proto)) = eth_proto;
 	return data;
 }
 

@@ -85,14 +85,19 @@ INLINE __u32 jhash_2words(__u32 a, __u32 b, __u32 seed)
 	return c;
 }
 
-/* Bit of an address in the VIP filter: the address's four words (as
- * stored: network order, IPv4 in the first) folded by xor, times a
- * constant, top bits. `src/kernel/bpf/abi.rs` computes the same. */
+/* An address's four words (as stored: network order, IPv4 in the first)
+ * folded by xor, times a constant: the VIP filter's bit and the VIP cache's
+ * slot both start from it. */
+INLINE __u32 vip_addr_mix(const __be32 a[4])
+{
+	return (a[0] ^ a[1] ^ a[2] ^ a[3]) * (__u32)VIP_FILTER_MULT;
+}
+
+/* Bit of an address in the VIP filter: the top bits of its mix.
+ * `src/kernel/bpf/abi.rs` computes the same. */
 INLINE __u32 vip_filter_bit(const __be32 a[4])
 {
-	__u32 x = a[0] ^ a[1] ^ a[2] ^ a[3];
-
-	return (x * (__u32)VIP_FILTER_MULT) >> (32 - VIP_FILTER_LOG2);
+	return vip_addr_mix(a) >> (32 - VIP_FILTER_LOG2);
 }
 
 /* Bit of an address in the filter's front: the top bits of its filter bit. */
@@ -101,14 +106,14 @@ INLINE __u32 vip_front_bit(__u32 filter_bit)
 	return filter_bit >> (VIP_FILTER_LOG2 - VIP_FRONT_LOG2);
 }
 
-/* Slot of a VIP key in the VIP cache: its five words folded and mixed by
- * the same multiplier. `src/kernel/bpf/abi.rs` computes the same. */
-INLINE __u32 vip_cache_slot(const struct vip_key *k)
+/* Slot of a VIP key in the VIP cache: its address's mix (`addr_mix`, as
+ * vip_addr_mix() computes it) with its last word, mixed by the same
+ * multiplier. `src/kernel/bpf/abi.rs` computes the same. */
+INLINE __u32 vip_cache_slot(const struct vip_key *k, __u32 addr_mix)
 {
 	const __u32 *w = (const __u32 *)k;
-	__u32 x = (w[0] ^ w[1] ^ w[2] ^ w[3]) * (__u32)VIP_FILTER_MULT;
 
-	return ((x ^ w[4]) * (__u32)VIP_FILTER_MULT) >> (32 - VIP_CACHE_LOG2);
+	return ((addr_mix ^ w[4]) * (__u32)VIP_FILTER_MULT) >> (32 - VIP_CACHE_LOG2);
 }
 
 /* The odd multiplier of conn_hash's final mix (katran-core's conn_hash::MIX). */

@@ -73,13 +73,16 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
  * asks as soon as it knows the address, so most traffic that is not ours
  * passes before the rest of its headers are read. The entry read is kept
  * in `p->lg`: the rest of the packet's way reads its generation there
- * rather than looking the map up again. */
+ * rather than looking the map up again; the address's mix in
+ * `p->dst_mix`, where the VIP cache's slot starts from it. */
 INLINE int maybe_vip(struct pkt *p)
 {
-	__u32 zero = 0, bit = vip_front_bit(vip_filter_bit(p->flow.dst));
+	__u32 zero = 0, mix = vip_addr_mix(p->flow.dst);
+	__u32 bit = vip_front_bit(mix >> (32 - VIP_FILTER_LOG2));
 	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
 
 	p->lg = g;
+	p->dst_mix = mix;
 	return g && ((g->vip_front[(bit / 64) & (VIP_FRONT_WORDS - 1)] >> (bit % 64)) & 1);
 }
 
