@@ -93,11 +93,11 @@ INLINE __u32 vip_addr_mix(const __be32 a[4])
 	return (a[0] ^ a[1] ^ a[2] ^ a[3]) * (__u32)VIP_FILTER_MULT;
 }
 
-/* Bit of an address in the VIP filter: the top bits of its mix.
- * `src/kernel/bpf/abi.rs` computes the same. */
-INLINE __u32 vip_filter_bit(const __be32 a[4])
+/* Bit of an address in the VIP filter: the top bits of its mix
+ * (vip_addr_mix). `src/kernel/bpf/abi.rs` computes the same. */
+INLINE __u32 vip_filter_bit(__u32 addr_mix)
 {
-	return vip_addr_mix(a) >> (32 - VIP_FILTER_LOG2);
+	return addr_mix >> (32 - VIP_FILTER_LOG2);
 }
 
 /* Bit of an address in the filter's front: the top bits of its filter bit. */

@@ -78,7 +78,7 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
 INLINE int maybe_vip(struct pkt *p)
 {
 	__u32 zero = 0, mix = vip_addr_mix(p->flow.dst);
-	__u32 bit = vip_front_bit(mix >> (32 - VIP_FILTER_LOG2));
+	__u32 bit = vip_front_bit(vip_filter_bit(mix));
 	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
 
 	p->lg = g;
@@ -90,7 +90,7 @@ INLINE int maybe_vip(struct pkt *p)
  * the front let through and that are not in the VIP cache. */
 INLINE int in_vip_filter(const struct pkt *p)
 {
-	__u32 bit = vip_filter_bit(p->flow.dst), word = bit / 64;
+	__u32 bit = vip_filter_bit(vip_addr_mix(p->flow.dst)), word = bit / 64;
 	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
 
 	return w && ((*w >> (bit % 64)) & 1);

@@ -74,7 +74,7 @@ enum vip_cache_layout {
 };
 
 /* The VIP address filter, in two levels. `vip_filter` is a bitmap of
- * 2^VIP_FILTER_LOG2 bits in u64 words, bit vip_filter_bit(addr) set for
+ * 2^VIP_FILTER_LOG2 bits in u64 words, bit vip_filter_bit(vip_addr_mix(addr)) set for
  * every address of `vip_addrs` (both generations). Its front is a bitmap of
  * 2^VIP_FRONT_LOG2 bits in `struct lb_gen`, the cache line every packet
  * reads for the generation anyway: front bit i is set when any bit of the
@@ -87,7 +87,7 @@ enum vip_cache_layout {
 enum vip_filter_layout {
 	VIP_FILTER_LOG2 = 16,
 	VIP_FILTER_WORDS = (1 << VIP_FILTER_LOG2) / 64,
-	VIP_FILTER_MULT = 0x9e3779b1, /* vip_filter_bit: golden-ratio multiplier */
+	VIP_FILTER_MULT = 0x9e3779b1, /* vip_addr_mix: golden-ratio multiplier */
 	VIP_FRONT_LOG2 = 8,
 	VIP_FRONT_WORDS = (1 << VIP_FRONT_LOG2) / 64,
 };
