@@ -36,12 +36,19 @@ pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
-/// Whether this process shares the mount namespace of pid 1; `None` when
-/// that cannot be read.
+/// Whether this process shares the host's mount namespace: pid 1's, or,
+/// where pid 1 hides its namespaces (a VM's init that is not dumpable,
+/// read as EACCES even by root), kthreadd's, whose kernel threads always
+/// run in the initial one. `None` when neither can be read.
 fn in_host_mount_namespace() -> Option<bool> {
     let ours = fs::read_link("/proc/self/ns/mnt").ok()?;
-    let init = fs::read_link("/proc/1/ns/mnt").ok()?;
-    Some(ours == init)
+    let host = fs::read_link("/proc/1/ns/mnt").ok().or_else(|| {
+        let comm = fs::read_to_string("/proc/2/comm").ok()?;
+        (comm.trim() == "kthreadd")
+            .then(|| fs::read_link("/proc/2/ns/mnt").ok())
+            .flatten()
+    })?;
+    Some(ours == host)
 }
 
 /// Makes sure `dir` is a directory on the host's bpffs, mounting bpffs at
