@@ -259,8 +259,9 @@ pub fn prepare(mut cfg: Config, verdicts: Verdicts, purpose: Purpose) -> Result<
             Some(live::lock(&pins.dir)?)
         } else if pins.dir.try_exists().with_context(|| {
             format!(
-                "cannot tell whether a dataplane is pinned at {} (a dry-run reads the live \
-                 maps: run it as root, or with CAP_BPF and read access to the directory)",
+                "cannot read the live dataplane at {}: cannot tell whether one is pinned \
+                 there (a dry-run reads the live maps: run it as root, or with CAP_BPF and \
+                 read access to the directory)",
                 pins.dir.display()
             )
         })? {
