@@ -12,7 +12,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The active generation, from the entry maybe_vip() read when it did. */
+/* The active generation, from the entry the VIP filter's front check read
+ * when it did. */
 INLINE __u32 active_gen(const struct pkt *p)
 {
 	__u32 zero = 0;
@@ -209,7 +210,7 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	enum parsed what = PARSED_OTHER;
-	struct pkt p = { .cnt = cnt };
+	struct pkt p; /* started by the parsers, once the packet may be ours */
 	/* every byte written before it is read: not zeroed on the way of
 	 * packets that never get that far */
 	struct vip_key vk __attribute__((aligned(8)));
@@ -222,9 +223,9 @@ INLINE int process(struct xdp_md *ctx, struct lb_counters *cnt)
 	if (unlikely((void *)(eth + 1) > data_end))
 		return drop(STAT_DROP_MALFORMED);
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		v = parse_ipv4(data, data_end, &p, &what);
+		v = parse_ipv4(data, data_end, &p, cnt, &what);
 	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		v = parse_ipv6(data, data_end, &p, &what);
+		v = parse_ipv6(data, data_end, &p, cnt, &what);
 	else
 		return XDP_PASS;
 	if (v != NO_VERDICT)

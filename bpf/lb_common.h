@@ -63,9 +63,9 @@ struct pkt {
 	__u16 l4_off;            /* frame offset of the (quoted) transport header */
 	__u16 ip_end;            /* frame offset where the (outer) IP packet ends */
 	__u8 reject;             /* enum lb_stat: not forwardable (options, fragment) */
-	__u32 dst_mix;           /* vip_addr_mix(flow.dst), kept by maybe_vip() (0 before) */
+	__u32 dst_mix;           /* vip_addr_mix(flow.dst), kept by the front check (or 0) */
 	struct lb_counters *cnt; /* this CPU's counters, looked up once per packet */
-	struct lb_gen *lg;       /* the generation, kept by maybe_vip() (NULL before) */
+	struct lb_gen *lg;       /* the generation, kept by the front check (or NULL) */
 };
 
 #define TCPF_RST_BIT 0x04

@@ -68,22 +68,37 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
 	return (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
 }
 
-/* Whether the flow's destination may be a VIP address by the filter's
- * front (see enum vip_filter_layout): 0 proves it is none. Each parser
- * asks as soon as it knows the address, so most traffic that is not ours
- * passes before the rest of its headers are read. The entry read is kept
- * in `p->lg`: the rest of the packet's way reads its generation there
- * rather than looking the map up again; the address's mix in
- * `p->dst_mix`, where the VIP cache's slot starts from it. */
-INLINE int maybe_vip(struct pkt *p)
+/* The generation's entry when the filter's front lets an address with
+ * the mix `mix` through, NULL when it proves the address is no VIP's (see
+ * enum vip_filter_layout). Each parser asks as soon as it knows the
+ * address, so most traffic that is not ours passes before the rest of its
+ * headers are read, and before its `struct pkt` is even started. */
+INLINE struct lb_gen *vip_front(__u32 mix)
 {
-	__u32 zero = 0, mix = vip_addr_mix(p->flow.dst);
-	__u32 bit = vip_front_bit(vip_filter_bit(mix));
+	__u32 zero = 0, bit = vip_front_bit(vip_filter_bit(mix));
 	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
 
-	p->lg = g;
-	p->dst_mix = mix;
-	return g && ((g->vip_front[(bit / 64) & (VIP_FRONT_WORDS - 1)] >> (bit % 64)) & 1);
+	if (g && ((g->vip_front[(bit / 64) & (VIP_FRONT_WORDS - 1)] >> (bit % 64)) & 1))
+		return g;
+	return NULL;
+}
+
+/* Starts a packet's description, zero but for its counters' row and what
+ * the front check read: the generation's entry (the rest of the packet's
+ * way reads its generation there rather than looking the map up again)
+ * and the address's mix, where the VIP cache's slot starts from it. */
+INLINE void start_pkt(struct pkt *p, struct lb_counters *cnt, struct lb_gen *g, __u32 mix)
+{
+	*p = (struct pkt){ .cnt = cnt, .lg = g, .dst_mix = mix };
+}
+
+/* The front check for the flow in `p` (from a quoted ICMP error, or an
+ * echo request's destination), kept in `p` as start_pkt() keeps it. */
+INLINE int maybe_vip(struct pkt *p)
+{
+	p->dst_mix = vip_addr_mix(p->flow.dst);
+	p->lg = vip_front(p->dst_mix);
+	return p->lg != NULL;
 }
 
 /* The same question put to the whole filter: asked only by packets that
@@ -230,10 +245,15 @@ INLINE int parse_icmp6(void *data, void *data_end, struct pkt *p, enum parsed *w
 	return parse_l4(data, data_end, p, ETH_LEN + IP6_LEN + ICMP_LEN + IP6_LEN, 1);
 }
 
-INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *what)
+/* The parsers start `p` (start_pkt) once the packet may be ours, with the
+ * counters' row `cnt`; they leave it unwritten when it is not (a verdict,
+ * or PARSED_OTHER). */
+INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, struct lb_counters *cnt,
+                      enum parsed *what)
 {
 	struct iphdr *iph = data + ETH_LEN;
-	__u32 total;
+	struct lb_gen *g = NULL;
+	__u32 total, mix = 0;
 
 	if (unlikely((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl < 5))
 		return drop(STAT_DROP_MALFORMED);
@@ -242,13 +262,20 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	 * be longer: Ethernet padding) */
 	if (unlikely(total < iph->ihl * 4 || data + ETH_LEN + total > data_end))
 		return drop(STAT_DROP_MALFORMED);
+	if (iph->protocol != IPPROTO_ICMP) {
+		__be32 dst[4] = { iph->daddr };
+
+		mix = vip_addr_mix(dst);
+		g = vip_front(mix);
+		if (!g)
+			return not_ours(what);
+	}
+	start_pkt(p, cnt, g, mix);
 	p->ip_end = ETH_LEN + total;
 	p->tos = iph->tos;
 	p->ip_bytes = total;
 	p->flow.src[0] = iph->saddr;
 	p->flow.dst[0] = iph->daddr;
-	if (iph->protocol != IPPROTO_ICMP && !maybe_vip(p))
-		return not_ours(what);
 	if (unlikely(iph->ihl != 5))
 		return reject(p, what, STAT_DROP_IPV4_OPTIONS);
 	if (unlikely(iph->frag_off & bpf_htons(IP4_FRAG_MASK)))
@@ -260,24 +287,33 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, enum parsed *wh
 	return parse_l4(data, data_end, p, ETH_LEN + IP4_LEN, 0);
 }
 
-INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, enum parsed *what)
+INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, struct lb_counters *cnt,
+                      enum parsed *what)
 {
 	struct ipv6hdr *ip6h = data + ETH_LEN;
-	__u32 payload;
+	struct lb_gen *g = NULL;
+	__u32 payload, mix = 0;
+	__be32 dst[4];
 
 	if (unlikely((void *)(ip6h + 1) > data_end || ip6h->version != 6))
 		return drop(STAT_DROP_MALFORMED);
 	payload = bpf_ntohs(ip6h->payload_len);
 	if (unlikely(data + ETH_LEN + IP6_LEN + payload > data_end))
 		return drop(STAT_DROP_MALFORMED);
+	copy_addr6(dst, &ip6h->daddr);
+	if (ip6h->nexthdr != IPPROTO_ICMPV6) {
+		mix = vip_addr_mix(dst);
+		g = vip_front(mix);
+		if (!g)
+			return not_ours(what);
+	}
+	start_pkt(p, cnt, g, mix);
 	p->ip_end = ETH_LEN + IP6_LEN + payload;
 	p->v6 = 1;
 	p->tos = ipv6_tos(ip6h);
 	p->ip_bytes = payload;
 	copy_addr6(p->flow.src, &ip6h->saddr);
-	copy_addr6(p->flow.dst, &ip6h->daddr);
-	if (ip6h->nexthdr != IPPROTO_ICMPV6 && !maybe_vip(p))
-		return not_ours(what);
+	__builtin_memcpy(p->flow.dst, dst, sizeof(dst));
 	if (unlikely(ip6h->nexthdr == IPPROTO_FRAGMENT))
 		return reject(p, what, STAT_DROP_FRAGMENT);
 	if (unlikely(ip6h->nexthdr == IPPROTO_ICMPV6))
