@@ -37,6 +37,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use katran::apply::apply;
 use katran::hash::real_hash;
 use katran::kernel::bpf::abi::types::lb_stat;
+use katran::kernel::bpf::bpffs;
 use katran::kernel::bpf::loader::{route_libbpf_log, Dataplane, LoadOptions};
 use katran::kernel::live::load_options;
 use katran::kernel::testrun::{run_once, run_timed, verdict_name, XDP_PASS, XDP_TX};
@@ -654,6 +655,11 @@ fn dataplane_section(cpu: usize) -> Result<()> {
             false
         }
     };
+    if katran_ok {
+        // Katran's script pins below /sys/fs/bpf but mounts nothing: on a
+        // fresh machine (CI's) bpffs is not mounted until something does.
+        bpffs::mount_if_missing().context("the bpf filesystem for Katran's pins")?;
+    }
     let load_katran = |tables: Tables, object: &str, tag: &str| -> Result<Option<Katran>> {
         if !katran_ok {
             return Ok(None);

@@ -74,9 +74,6 @@ impl Katran {
     pub fn load(dir: &Path, object: &str, lru: Lru, config: &str, tag: &str) -> Result<Katran> {
         let id = format!("kperf-katran-{}-{tag}", std::process::id());
         let pin = PathBuf::from(bpffs::ROOT).join(&id);
-        // Katran's script pins below /sys/fs/bpf but mounts nothing: on a
-        // fresh machine (CI's) bpffs is not mounted until something does.
-        bpffs::ensure(Path::new(bpffs::ROOT)).context("the bpf filesystem for Katran's pins")?;
         let state_dir = std::env::temp_dir().join(&id);
         // A pin left by a killed run of the same process id would stop the
         // script: it cannot be ours any more.

@@ -296,7 +296,7 @@ fn a_dry_run_that_cannot_read_the_pins_fails_instead_of_planning_against_nothing
         "--dry-run",
         "--detailed-exitcode",
     ]);
-    // Where /sys/fs/bpf itself is 0700 (as mounted on a fresh machine) the
+    // Where /sys/fs/bpf itself is 0700 (as systemd mounts it) the
     // dry-run cannot even see the pin directory; elsewhere it cannot open
     // it. Either way it says it cannot read the live dataplane.
     let err = failed(&o);

@@ -44,29 +44,36 @@ fn in_host_mount_namespace() -> Option<bool> {
     let ours = fs::read_link("/proc/self/ns/mnt").ok()?;
     let host = fs::read_link("/proc/1/ns/mnt").ok().or_else(|| {
         let comm = fs::read_to_string("/proc/2/comm").ok()?;
-        (comm.trim() == "kthreadd")
-            .then(|| fs::read_link("/proc/2/ns/mnt").ok())
-            .flatten()
+        if comm.trim() != "kthreadd" {
+            return None;
+        }
+        fs::read_link("/proc/2/ns/mnt").ok()
     })?;
     Some(ours == host)
 }
 
-/// Makes sure `dir` is a directory on the host's bpffs, mounting bpffs at
-/// /sys/fs/bpf first on a machine that has none (only in the host's mount
-/// namespace), and creating `dir` (mode 0700) if needed.
-pub fn ensure(dir: &Path) -> Result<()> {
+/// Makes sure bpffs is mounted at /sys/fs/bpf, mounting it on a machine that
+/// has none (only in the host's own mount namespace).
+pub fn mount_if_missing() -> Result<()> {
     let root = Path::new(ROOT);
-    if !is_bpffs(root).unwrap_or(false) {
-        if in_host_mount_namespace() != Some(true) {
-            bail!(
-                "{ROOT} is not the bpf filesystem in this mount namespace (is this `ip netns exec`? \
-                 it remounts /sys): pins made here would vanish when this command exits, and \
-                 with them the dataplane. Enter only the network namespace instead: \
-                 `nsenter --net=/run/netns/NS katran ...`"
-            );
-        }
-        mount_bpffs(root)?;
+    if is_bpffs(root).unwrap_or(false) {
+        return Ok(());
     }
+    if in_host_mount_namespace() != Some(true) {
+        bail!(
+            "{ROOT} is not the bpf filesystem in this mount namespace (is this `ip netns exec`? \
+             it remounts /sys): pins made here would vanish when this command exits, and \
+             with them the dataplane. Enter only the network namespace instead: \
+             `nsenter --net=/run/netns/NS katran ...`"
+        );
+    }
+    mount_bpffs(root)
+}
+
+/// Makes sure `dir` is a directory on the host's bpffs (see
+/// [`mount_if_missing`]), creating `dir` (mode 0700) if needed.
+pub fn ensure(dir: &Path) -> Result<()> {
+    mount_if_missing()?;
     let existing = dir
         .ancestors()
         .find(|a| a.exists())
