@@ -68,15 +68,20 @@ INLINE __u8 ipv6_tos(const struct ipv6hdr *ip6h)
 	return (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
 }
 
-/* The generation's entry when the filter's front lets an address with
- * the mix `mix` through, NULL when it proves the address is no VIP's (see
- * enum vip_filter_layout). Each parser asks as soon as it knows the
- * address, so most traffic that is not ours passes before the rest of its
- * headers are read, and before its `struct pkt` is even started. */
-INLINE struct lb_gen *vip_front(__u32 mix)
+/* The generation's entry when the filter's front lets the address `dst`
+ * through, NULL when it proves the address is no VIP's (see enum
+ * vip_filter_layout); the address's mix in `*mix`. Each parser asks as soon
+ * as it knows the address, so most traffic that is not ours passes before
+ * the rest of its headers are read, and before its `struct pkt` is even
+ * started. */
+INLINE struct lb_gen *vip_front(const __be32 dst[4], __u32 *mix)
 {
-	__u32 zero = 0, bit = vip_front_bit(vip_filter_bit(mix));
-	struct lb_gen *g = bpf_map_lookup_elem(&lb_gen, &zero);
+	__u32 zero = 0, bit;
+	struct lb_gen *g;
+
+	*mix = vip_addr_mix(dst);
+	bit = vip_front_bit(vip_filter_bit(*mix));
+	g = bpf_map_lookup_elem(&lb_gen, &zero);
 
 	if (g && ((g->vip_front[(bit / 64) & (VIP_FRONT_WORDS - 1)] >> (bit % 64)) & 1))
 		return g;
@@ -96,8 +101,7 @@ INLINE void start_pkt(struct pkt *p, struct lb_counters *cnt, struct lb_gen *g, 
  * echo request's destination), kept in `p` as start_pkt() keeps it. */
 INLINE int maybe_vip(struct pkt *p)
 {
-	p->dst_mix = vip_addr_mix(p->flow.dst);
-	p->lg = vip_front(p->dst_mix);
+	p->lg = vip_front(p->flow.dst, &p->dst_mix);
 	return p->lg != NULL;
 }
 
@@ -265,8 +269,7 @@ INLINE int parse_ipv4(void *data, void *data_end, struct pkt *p, struct lb_count
 	if (iph->protocol != IPPROTO_ICMP) {
 		__be32 dst[4] = { iph->daddr };
 
-		mix = vip_addr_mix(dst);
-		g = vip_front(mix);
+		g = vip_front(dst, &mix);
 		if (!g)
 			return not_ours(what);
 	}
@@ -302,8 +305,7 @@ INLINE int parse_ipv6(void *data, void *data_end, struct pkt *p, struct lb_count
 		return drop(STAT_DROP_MALFORMED);
 	copy_addr6(dst, &ip6h->daddr);
 	if (ip6h->nexthdr != IPPROTO_ICMPV6) {
-		mix = vip_addr_mix(dst);
-		g = vip_front(mix);
+		g = vip_front(dst, &mix);
 		if (!g)
 			return not_ours(what);
 	}
